@@ -1,0 +1,7 @@
+//! Sluice: a progressive-delivery controller for Kubernetes whose every rollout
+//! decision is made by a sandboxed WebAssembly strategy module.
+
+pub mod cli;
+pub mod rollout;
+pub mod scenario;
+pub mod strategy;

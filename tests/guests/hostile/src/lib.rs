@@ -1,0 +1,72 @@
+//! A strategy module that misbehaves on purpose. Its configuration names the
+//! misbehaviour; `good` behaves.
+
+// Natively only the export is compiled out; the module is only ever built for wasm.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
+use std::hint::black_box;
+
+use sluice_strategy::{
+    Action, Decision, ModuleInfo, Observation, Replicas, StepTarget, Strategy, Traffic,
+    export_strategy, log, metrics,
+};
+
+fn good(input: &Observation) -> Decision {
+    Decision::new(
+        1,
+        StepTarget {
+            replicas: Replicas::Count(1),
+            traffic: Traffic {
+                weight: Some(20),
+                matches: Vec::new(),
+            },
+        },
+        Action::Hold(5),
+        format!("good at {}", input.now),
+    )
+}
+
+struct Hostile;
+
+impl Strategy for Hostile {
+    fn decide(input: Observation) -> Result<Decision, String> {
+        let mut decision = good(&input);
+        match input.config.trim().trim_matches('"') {
+            "good" | "" => {}
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(black_box(vec![1u8; 1 << 20]));
+                    black_box(&hoard);
+                }
+            }
+            "trap" => panic!("the strategy gave up"),
+            "error" => return Err("the strategy refuses to decide".into()),
+            "weight" => decision.target.traffic.weight = Some(150),
+            "percent" => decision.target.replicas = Replicas::Percent(101),
+            "replicas" => decision.target.replicas = Replicas::Count(input.workload.desired + 1),
+            "step" => decision.step = input.step_count() + 1,
+            "message" => decision.message = "m".repeat(1 << 20),
+            "memo" => decision.memo = "m".repeat(1 << 20),
+            "log" => log::info("hello from a module"),
+            "metrics" => {
+                let value = metrics::query("prometheus", "up").unwrap_or(-1.0);
+                decision.message = format!("metric {value}");
+            }
+            other => return Err(format!("unknown misbehaviour `{other}`")),
+        }
+        Ok(decision)
+    }
+
+    fn describe() -> ModuleInfo {
+        ModuleInfo::named("hostile", "0.0.0")
+    }
+}
+
+export_strategy!(Hostile);

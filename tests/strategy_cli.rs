@@ -1,0 +1,271 @@
+//! `sluice strategy …` as a strategy author runs it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::workspace;
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .expect("run sluice")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn example_scenarios() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(workspace().join("examples/scenarios"))
+        .expect("examples/scenarios")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml") && !is_doubling(p))
+        .collect();
+    files.sort();
+    files
+}
+
+fn is_doubling(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("doubling"))
+}
+
+fn write_module(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write module");
+    path.display().to_string()
+}
+
+#[test]
+fn every_example_scenario_passes_against_builtin_steps() {
+    let files = example_scenarios();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in files {
+        let out = sluice(&[
+            "strategy",
+            "test",
+            "builtin:steps",
+            "--scenario",
+            &file.display().to_string(),
+        ]);
+        assert!(out.status.success(), "{}: {}", file.display(), text(&out));
+        assert!(text(&out).contains(" 0 failed"), "{}", text(&out));
+    }
+}
+
+#[test]
+fn the_doubling_scenario_passes_against_the_example_module() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = write_module(dir.path(), "doubling.wasm", sluice_test_guests::DOUBLING);
+    let out = sluice(&[
+        "strategy",
+        "test",
+        &module,
+        "--scenario",
+        "examples/scenarios/doubling.yaml",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_failed_expectation_exits_non_zero_and_says_what_differed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("wrong.yaml");
+    std::fs::write(
+        &scenario,
+        "steps: [{weight: 20}]\nticks:\n  - at: 0s\n    expect: {replicas: 2, state: StepPaused}\n",
+    )
+    .expect("write");
+    let out = sluice(&[
+        "strategy",
+        "test",
+        "builtin:steps",
+        "-s",
+        &scenario.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("FAILED at 0s (tick 1): replicas: expected 2, got 1"),
+        "{t}"
+    );
+    assert!(t.contains("0 passed, 1 failed"), "{t}");
+}
+
+#[test]
+fn a_malformed_scenario_names_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("bad.yaml");
+    std::fs::write(&scenario, "steps: [{weight: 150}]\nticks: [{at: soon}]\n").expect("write");
+    let out = sluice(&[
+        "strategy",
+        "test",
+        "builtin:steps",
+        "-s",
+        &scenario.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("`at: soon` is not a duration"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::write(&scenario, "steps: [{weight: 150}]\nticks: [{at: 0}]\n").expect("write");
+    let out = sluice(&[
+        "strategy",
+        "test",
+        "builtin:steps",
+        "-s",
+        &scenario.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("spec.strategy.canary.steps[0].weight: 150 is outside 0-100"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn inspect_reports_contract_exports_imports_size_and_digest() {
+    let out = sluice(&["strategy", "inspect", "builtin:steps"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    let digest =
+        sluice::strategy::cache::sha256_hex(sluice::strategy::builtin::builtin("steps").unwrap());
+    for want in [
+        "contract:  sluice:strategy@0.1.0",
+        "exports:   sluice:strategy/strategy@0.1.0",
+        "imports:   sluice:strategy/types@0.1.0",
+        "name:      steps 0.1.0",
+        &format!("sha256:    {digest}"),
+    ] {
+        assert!(t.contains(want), "missing {want:?} in\n{t}");
+    }
+
+    let out = sluice(&["strategy", "inspect", "builtin:steps", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["contract"], "sluice:strategy@0.1.0");
+    assert_eq!(json["sha256"], digest);
+    assert_eq!(json["wasi"], false);
+}
+
+#[test]
+fn inspect_shows_what_a_module_imports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = write_module(dir.path(), "hostile.wasm", sluice_test_guests::HOSTILE);
+    let out = sluice(&["strategy", "inspect", &module, "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let imports: Vec<&str> = json["imports"]
+        .as_array()
+        .expect("imports")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        imports.contains(&"sluice:strategy/log@0.1.0"),
+        "{imports:?}"
+    );
+    assert!(
+        imports.contains(&"sluice:strategy/metrics@0.1.0"),
+        "{imports:?}"
+    );
+}
+
+#[test]
+fn inspect_refuses_what_is_not_a_strategy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = write_module(dir.path(), "junk.wasm", b"not wasm at all");
+    let out = sluice(&["strategy", "inspect", &module]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("is not a WebAssembly component"),
+        "{}",
+        text(&out)
+    );
+
+    let out = sluice(&["strategy", "inspect", "builtin:nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("no built-in strategy `nope`; built-ins: builtin:steps"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn validate_uses_the_module_own_rules() {
+    let out = sluice(&["strategy", "validate", "builtin:steps", "--config", "{}"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = sluice(&[
+        "strategy",
+        "validate",
+        "builtin:steps",
+        "--config",
+        r#"{"a": 1}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("takes no configuration"),
+        "{}",
+        text(&out)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = write_module(dir.path(), "doubling.wasm", sluice_test_guests::DOUBLING);
+    let out = sluice(&[
+        "strategy",
+        "validate",
+        &module,
+        "--config",
+        r#"{"start": 200}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("start: 200 is outside 1-100"),
+        "{}",
+        text(&out)
+    );
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, r#"{"start": 10, "interval": 30}"#).expect("write");
+    let out = sluice(&[
+        "strategy",
+        "validate",
+        &module,
+        "--config",
+        &format!("@{}", config.display()),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn componentize_turns_an_sdk_core_module_into_a_loadable_component() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("doubling.component.wasm");
+    let out = sluice(&[
+        "strategy",
+        "componentize",
+        sluice_test_guests::DOUBLING_CORE_PATH,
+        "-o",
+        &output.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("contract sluice:strategy@0.1.0"),
+        "{}",
+        text(&out)
+    );
+    let out = sluice(&["strategy", "inspect", &output.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("name:      doubling"), "{}", text(&out));
+}
