@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests of the strategy runtime.
 #![allow(dead_code)]
 
+pub mod sdk;
+
 use std::path::Path;
 use std::sync::Arc;
 

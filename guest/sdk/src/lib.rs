@@ -5,19 +5,36 @@
 //! [`Strategy::decide`] at every reconcile of a Rollout with an [`Observation`] and
 //! applies the [`Decision`] it returns.
 //!
-//! ```ignore
+//! ```
 //! use sluice_strategy::*;
 //!
-//! struct Hold;
-//! impl Strategy for Hold {
+//! /// Sends 10% of traffic, waits for approval, then finishes.
+//! struct TenPercent;
+//!
+//! impl Strategy for TenPercent {
 //!     fn decide(input: Observation) -> Result<Decision, String> {
-//!         let step = input.current_step.max(1);
-//!         let target = input.step(step).map(Step::target).ok_or("no steps")?;
-//!         Ok(Decision::new(step, target, Action::Pause(None), "holding"))
+//!         let last = input.step_count().max(1);
+//!         let target = StepTarget {
+//!             replicas: Replicas::Percent(10),
+//!             traffic: Traffic { weight: Some(10), matches: vec![] },
+//!         };
+//!         Ok(match (input.current_step, input.step_state) {
+//!             (0, _) => Decision::new(1, target, Action::Hold(5), "starting"),
+//!             (_, StepState::StepReady) => Decision::new(last, target, Action::Complete, "approved"),
+//!             (_, StepState::StepMetricsAnalysis | StepState::StepPaused) => {
+//!                 Decision::new(input.current_step, target, Action::Pause(None), "waiting for approval")
+//!             }
+//!             _ => Decision::new(input.current_step, target, Action::Hold(5), "converging"),
+//!         })
 //!     }
-//!     fn describe() -> ModuleInfo { ModuleInfo::named("hold", "0.1.0") }
+//!
+//!     fn describe() -> ModuleInfo {
+//!         ModuleInfo::named("ten-percent", "0.1.0")
+//!     }
 //! }
-//! export_strategy!(Hold);
+//!
+//! export_strategy!(TenPercent);
+//! # fn main() {}
 //! ```
 
 #[doc(hidden)]

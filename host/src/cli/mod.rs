@@ -1,5 +1,6 @@
 //! The command line: parsing, logging set-up, and dispatch to each command.
 
+mod dev;
 mod strategy;
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub enum Command {
     /// Work with strategy modules: inspect, validate configuration, test against scenarios.
     #[command(subcommand)]
     Strategy(strategy::StrategyCommand),
+    /// Run a simulated cluster (API server, workloads, traffic gateway) on this machine.
+    Dev(dev::DevArgs),
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Strategy(cmd) => strategy::run(cmd, cli.cache_dir),
+        Command::Dev(args) => dev::run(args),
     };
     match result {
         Ok(code) => code,

@@ -21,5 +21,5 @@ pub use error::{LoadError, StrategyError};
 pub use host_state::{MetricsError, MetricsSource, NoMetrics};
 pub use limits::{Capability, Grants, Limits};
 pub use model::{Action, Decision, ModuleInfo, Observation};
-pub use runtime::{CompiledModule, Runtime, RuntimeConfig, Strategy};
+pub use runtime::{CompiledModule, Runtime, RuntimeConfig, Strategy, WarmInstance};
 pub use source::ModuleRef;

@@ -20,6 +20,9 @@ use super::model::{Decision, ModuleInfo, Observation};
 use super::validate::{self, Violations};
 use super::wasi::WasiState;
 
+/// Bytes of memory (and table) kept resident in a pool slot between instances.
+const KEEP_RESIDENT: usize = 2 << 20;
+
 /// How often the engine's epoch advances: the granularity of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -253,18 +256,7 @@ impl Runtime {
                 Instance::V0_1(i) => i.decide(store, input, &mut violations),
             },
         )?;
-        let decision = answer.map_err(|message| StrategyError::Refused {
-            digest: strategy.module.digest.clone(),
-            message,
-        })?;
-        validate::check(&decision, input, &strategy.limits, &mut violations);
-        violations
-            .into_result()
-            .map_err(|violations| StrategyError::InvalidDecision {
-                digest: strategy.module.digest.clone(),
-                violations,
-            })?;
-        Ok(decision)
+        checked(strategy, input, answer, violations)
     }
 
     /// Asks the module whether `config` is a configuration it accepts.
@@ -297,6 +289,30 @@ impl Runtime {
                 Instance::V0_1(i) => i.describe(store),
             },
         )
+    }
+
+    /// An instance kept for several calls, for benchmarks and tools that measure the
+    /// cost of instantiation. The controller never reuses an instance: guest state
+    /// would leak from one decision to the next.
+    pub fn warm(
+        &self,
+        strategy: &Strategy,
+        input: &Observation,
+    ) -> Result<WarmInstance, StrategyError> {
+        let mut store = self.store(strategy, input, Arc::new(super::host_state::NoMetrics));
+        let instance = match &strategy.module.pre {
+            Pre::V0_1(pre) => pre.instantiate(&mut store).map(Instance::V0_1),
+        }
+        .map_err(|e| StrategyError::Instantiate {
+            digest: strategy.module.digest.clone(),
+            message: format!("{e:#}"),
+        })?;
+        Ok(WarmInstance {
+            store,
+            instance,
+            strategy: strategy.clone(),
+            fuel: self.fuel,
+        })
     }
 
     /// Runs `f` on a fresh instance of the strategy's module, within its limits.
@@ -436,6 +452,58 @@ impl Drop for Runtime {
     }
 }
 
+/// An instance reused across calls (see [`Runtime::warm`]).
+pub struct WarmInstance {
+    store: Store<HostState>,
+    instance: Instance,
+    strategy: Strategy,
+    fuel: bool,
+}
+
+impl WarmInstance {
+    /// Calls `decide` again on the same instance, with fresh deadline and fuel.
+    pub fn decide(&mut self, input: &Observation) -> Result<Decision, StrategyError> {
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.strategy.limits.deadline()));
+        if self.fuel {
+            let _ = self.store.set_fuel(self.strategy.limits.fuel);
+        }
+        let mut violations = Violations::default();
+        let digest = &self.strategy.module.digest;
+        let answer = match &self.instance {
+            Instance::V0_1(i) => i.decide(&mut self.store, input, &mut violations),
+        }
+        .map_err(|e| StrategyError::Trap {
+            digest: digest.clone(),
+            export: "decide",
+            message: format!("{e:#}"),
+        })?;
+        checked(&self.strategy, input, answer, violations)
+    }
+}
+
+/// A module's answer to `decide`, checked against the contract's rules.
+fn checked(
+    strategy: &Strategy,
+    input: &Observation,
+    answer: Result<Decision, String>,
+    mut violations: Violations,
+) -> Result<Decision, StrategyError> {
+    let digest = &strategy.module.digest;
+    let decision = answer.map_err(|message| StrategyError::Refused {
+        digest: digest.clone(),
+        message,
+    })?;
+    validate::check(&decision, input, &strategy.limits, &mut violations);
+    violations
+        .into_result()
+        .map_err(|violations| StrategyError::InvalidDecision {
+            digest: digest.clone(),
+            violations,
+        })?;
+    Ok(decision)
+}
+
 /// A live instance, for its contract version.
 enum Instance {
     V0_1(contract::v0_1::Instance),
@@ -484,7 +552,11 @@ fn build_engine(config: &RuntimeConfig) -> anyhow::Result<Engine> {
         .total_tables(calls * 4)
         .max_memories_per_component(4)
         .max_tables_per_component(8)
-        .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+        .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
+        // A strategy touches the first pages of its memory (stack, data) at every call:
+        // keeping them resident between instances saves faulting them in again.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT);
     pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&pooled) {
         Ok(engine) => Ok(engine),

@@ -1,0 +1,63 @@
+//! `sluice dev`: a simulated cluster to use with kubectl and curl.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sluice_sim::{PodBehaviour, Sim, SimConfig};
+
+/// Options of `sluice dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Port of the Kubernetes API server (plain HTTP on 127.0.0.1).
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    /// Port of the traffic gateway (the simulated ingress controller).
+    #[arg(long, default_value_t = 8080)]
+    pub gateway_port: u16,
+    /// Where to write the kubeconfig.
+    #[arg(long, default_value = "sluice-dev.kubeconfig")]
+    pub kubeconfig: PathBuf,
+    /// Milliseconds from a pod's creation to its readiness.
+    #[arg(long, default_value_t = 500)]
+    pub pod_ready_ms: u64,
+}
+
+/// Runs the simulator until Ctrl-C.
+pub fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let sim = Sim::start(SimConfig {
+            api_addr: SocketAddr::from(([127, 0, 0, 1], args.port)),
+            gateway_addr: SocketAddr::from(([127, 0, 0, 1], args.gateway_port)),
+            pods: PodBehaviour {
+                ready_delay: Duration::from_millis(args.pod_ready_ms),
+                ..PodBehaviour::default()
+            },
+            install_crds: true,
+        })
+        .await?;
+        sim.write_kubeconfig(&args.kubeconfig)?;
+        let kubeconfig = std::fs::canonicalize(&args.kubeconfig).unwrap_or(args.kubeconfig.clone());
+        println!("Simulated cluster running (not a real Kubernetes: an in-memory API server with simulated workloads).");
+        println!();
+        println!("  API server:       {}", sim.api_url());
+        println!("  traffic gateway:  {}", sim.gateway_url());
+        println!("  kubeconfig:       {}", kubeconfig.display());
+        println!();
+        println!("Try:");
+        println!("  export KUBECONFIG={}", kubeconfig.display());
+        println!("  kubectl apply -f examples/canary-demo/v1.yaml");
+        println!("  kubectl get deploy,pods,svc,ingress");
+        println!("  curl -H 'Host: canary-demo.com' {}/version", sim.gateway_url());
+        println!("  curl {}/metrics", sim.gateway_url());
+        println!();
+        println!("Press Ctrl-C to stop.");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        sim.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
