@@ -269,3 +269,17 @@ fn componentize_turns_an_sdk_core_module_into_a_loadable_component() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("name:      doubling"), "{}", text(&out));
 }
+
+#[test]
+fn deploy_crds_match_what_the_binary_prints() {
+    let out = sluice(&["crds"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = std::fs::read_to_string(workspace().join("deploy/crds/crds.yaml")).expect("deploy/crds/crds.yaml");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        file,
+        "deploy/crds/crds.yaml is stale: run `cargo run -- crds > deploy/crds/crds.yaml`"
+    );
+    assert!(file.contains("name: rollouts.rollouts.kruise.io"));
+    assert!(file.contains("jsonPath: .status.canaryStatus.currentStepState"));
+}

@@ -2,6 +2,9 @@
 //! decision is made by a sandboxed WebAssembly strategy module.
 
 pub mod cli;
+pub mod controller;
+pub mod kruise;
+pub mod local;
 pub mod rollout;
 pub mod scenario;
 pub mod strategy;

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests of the strategy runtime.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod sdk;
 
 use std::path::Path;

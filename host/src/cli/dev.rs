@@ -27,7 +27,7 @@ pub struct DevArgs {
 }
 
 /// Runs the simulator until Ctrl-C.
-pub fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let sim = Sim::start(SimConfig {
@@ -41,8 +41,10 @@ pub fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         })
         .await?;
         sim.write_kubeconfig(&args.kubeconfig)?;
+        let controller = crate::local::start_controller(&sim, cache_dir).await?;
         let kubeconfig = std::fs::canonicalize(&args.kubeconfig).unwrap_or(args.kubeconfig.clone());
-        println!("Simulated cluster running (not a real Kubernetes: an in-memory API server with simulated workloads).");
+        println!("Simulated cluster running (not a real Kubernetes: an in-memory API server with simulated workloads),");
+        println!("with the Sluice controller serving rollouts.kruise.io Rollouts.");
         println!();
         println!("  API server:       {}", sim.api_url());
         println!("  traffic gateway:  {}", sim.gateway_url());
@@ -50,13 +52,17 @@ pub fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         println!();
         println!("Try:");
         println!("  export KUBECONFIG={}", kubeconfig.display());
-        println!("  kubectl apply -f examples/canary-demo/v1.yaml");
+        println!("  kubectl apply -f examples/canary-demo/v1.yaml -f examples/canary-demo/rollout.yaml");
         println!("  kubectl get deploy,pods,svc,ingress");
         println!("  curl -H 'Host: canary-demo.com' {}/version", sim.gateway_url());
+        println!("  kubectl apply -f examples/canary-demo/v2.yaml      # a release: 1 pod of 5, 20% of the traffic");
+        println!("  kubectl get rollout canary-demo");
+        println!("  kubectl patch rollout canary-demo --subresource=status --type=merge -p '{{\"status\":{{\"canaryStatus\":{{\"currentStepState\":\"StepReady\"}}}}}}'");
         println!("  curl {}/metrics", sim.gateway_url());
         println!();
         println!("Press Ctrl-C to stop.");
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        controller.stop().await;
         sim.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })

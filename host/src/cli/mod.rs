@@ -1,5 +1,6 @@
 //! The command line: parsing, logging set-up, and dispatch to each command.
 
+mod controller;
 mod dev;
 mod strategy;
 
@@ -39,6 +40,10 @@ pub enum Command {
     Strategy(strategy::StrategyCommand),
     /// Run a simulated cluster (API server, workloads, traffic gateway) on this machine.
     Dev(dev::DevArgs),
+    /// Run the controller against a cluster (kubeconfig or in-cluster).
+    Controller(controller::ControllerArgs),
+    /// Print the CustomResourceDefinitions Sluice serves, as YAML.
+    Crds,
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -47,7 +52,9 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Strategy(cmd) => strategy::run(cmd, cli.cache_dir),
-        Command::Dev(args) => dev::run(args),
+        Command::Dev(args) => dev::run(args, cli.cache_dir),
+        Command::Controller(args) => controller::run(args, cli.cache_dir),
+        Command::Crds => controller::print_crds(),
     };
     match result {
         Ok(code) => code,

@@ -1,67 +1,12 @@
-//! The steps of an OpenKruise Rollout (`rollouts.kruise.io/v1alpha1`) as written in
-//! a manifest, and how they become the steps a strategy sees.
+//! How the steps of an OpenKruise Rollout as written become the steps a strategy sees.
 
-use serde::{Deserialize, Serialize};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+pub use crate::kruise::v1alpha1::CanaryStep;
+use crate::kruise::v1alpha1::HeaderMatch;
 use crate::strategy::model::{
     MatchKind, MatchSource, Percent, Replicas, RequestCondition, RequestRoute, Step,
 };
-
-/// `spec.strategy.canary.steps[]` of a v1alpha1 Rollout.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CanaryStep {
-    /// Percent of traffic for the canary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<i32>,
-    /// Canary pods: a count or a percentage string such as `"20%"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<IntOrPercent>,
-    /// Header matches routed to the canary.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub matches: Vec<HttpRouteMatch>,
-    /// `{}` waits for approval; `{duration: N}` waits N seconds.
-    #[serde(default)]
-    pub pause: RolloutPause,
-}
-
-/// Kubernetes' IntOrString, as Kruise uses it for replicas.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum IntOrPercent {
-    /// A count.
-    Int(i64),
-    /// A string, normally `"<n>%"`.
-    String(String),
-}
-
-/// `pause` of a step.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct RolloutPause {
-    /// Seconds; absent waits for approval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<i64>,
-}
-
-/// `matches[]` of a step.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct HttpRouteMatch {
-    /// Header conditions, all of which must hold.
-    #[serde(default)]
-    pub headers: Vec<HeaderMatch>,
-}
-
-/// Gateway API's HTTPHeaderMatch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeaderMatch {
-    /// `Exact` (default) or `RegularExpression`.
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Header name; Kruise's NGINX routing reads `canary-by-cookie` as a cookie match.
-    pub name: String,
-    /// Value to match.
-    pub value: String,
-}
 
 /// Kruise's NGINX convention: a "header" of this name is a cookie match on the cookie
 /// named by its value.
@@ -132,12 +77,12 @@ fn step(i: usize, s: &CanaryStep, errors: &mut Vec<String>) -> Step {
 }
 
 /// Parses Kruise's replicas: a count, or a percentage string.
-pub fn replicas(r: &IntOrPercent) -> Result<Replicas, String> {
+pub fn replicas(r: &IntOrString) -> Result<Replicas, String> {
     match r {
-        IntOrPercent::Int(n) => u32::try_from(*n)
+        IntOrString::Int(n) => u32::try_from(*n)
             .map(Replicas::Count)
             .map_err(|_| format!("{n} must be zero or more pods")),
-        IntOrPercent::String(s) => {
+        IntOrString::String(s) => {
             let trimmed = s.trim();
             if let Some(pct) = trimmed.strip_suffix('%') {
                 pct.trim()

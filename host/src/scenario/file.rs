@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::rollout::spec::{CanaryStep, IntOrPercent};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::rollout::spec::CanaryStep;
 use crate::strategy::limits::Grants;
 
 /// A scenario: one rollout replayed tick by tick.
@@ -23,7 +25,7 @@ pub struct Scenario {
     pub traffic_routing: bool,
     /// Kruise's `failureThreshold`.
     #[serde(default)]
-    pub failure_threshold: Option<IntOrPercent>,
+    pub failure_threshold: Option<IntOrString>,
     /// The steps, as a v1alpha1 Rollout writes them.
     pub steps: Vec<CanaryStep>,
     /// The module's configuration, any YAML value (passed to the module as JSON).

@@ -315,11 +315,17 @@ fn allocate_service(object: &mut Value) {
 }
 
 /// Side effects of writing some kinds: CRDs start (or stop) being served.
+/// Side effects of writing some kinds: CRDs start (or stop) being served; an
+/// `events.k8s.io` Event is also readable as a core Event, as on a real server.
 fn after_write(
     store: &Store,
     ty: &ResourceType,
     object: &Arc<Value>,
 ) -> Result<Arc<Value>, ApiError> {
+    if ty.group == "events.k8s.io" {
+        mirror_event(store, object);
+        return Ok(object.clone());
+    }
     if ty.kind != "CustomResourceDefinition" {
         return Ok(object.clone());
     }
@@ -350,6 +356,28 @@ fn after_write(
         meta.remove("resourceVersion");
     }
     store.update(&ResKey::new(&ty.group, &ty.plural), established)
+}
+
+fn mirror_event(store: &Store, e: &Value) {
+    let meta = Meta::of(e);
+    let field = |k: &str| e.get(k).cloned().unwrap_or(Value::Null);
+    let core = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": meta.name(), "namespace": meta.namespace()},
+        "involvedObject": field("regarding"),
+        "reason": field("reason"),
+        "message": field("note"),
+        "type": field("type"),
+        "source": {"component": field("reportingController")},
+        "firstTimestamp": field("eventTime"),
+        "lastTimestamp": field("eventTime"),
+        "count": e.pointer("/series/count").cloned().unwrap_or(json!(1)),
+        "reportingComponent": field("reportingController"),
+    });
+    let res = ResKey::new("", "events");
+    let _ = store.delete(&res, meta.namespace(), meta.name());
+    let _ = store.create(&res, core);
 }
 
 fn update(

@@ -165,7 +165,9 @@ fn row(ty: &ResourceType, object: &Value) -> Value {
             }
         }
     }
-    cells.push(json!(age(meta.str("creationTimestamp"))));
+    if ty.schema.is_none() || ty.columns.is_empty() {
+        cells.push(json!(age(meta.str("creationTimestamp"))));
+    }
     json!({
         "cells": cells,
         "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object.get("metadata").cloned().unwrap_or(json!({}))},

@@ -1,0 +1,102 @@
+//! `sluice controller` and `sluice crds`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use kube::CustomResourceExt;
+
+use crate::controller::leader::LeaseConfig;
+use crate::controller::{ControllerConfig, run as run_controller};
+use crate::kruise::v1alpha1::Rollout;
+use crate::strategy::{Runtime, RuntimeConfig};
+
+/// Options of `sluice controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Kubeconfig to use; by default KUBECONFIG, ~/.kube/config, or the in-cluster config.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Only serve Rollouts of this namespace.
+    #[arg(long, short)]
+    pub namespace: Option<String>,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+    /// Run without leader election (only one replica may run).
+    #[arg(long)]
+    pub no_leader_election: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "sluice-controller")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+/// A kube client from a kubeconfig file, or inferred.
+pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not in a cluster")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Runs the controller until Ctrl-C.
+pub fn run(args: ControllerArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = client(args.kubeconfig.as_ref()).await?;
+        let strategies = Arc::new(Runtime::new(RuntimeConfig {
+            cache_dir,
+            ..RuntimeConfig::default()
+        })?);
+        let identity = args
+            .identity
+            .clone()
+            .unwrap_or_else(|| format!("sluice-{}", std::process::id()));
+        let config = ControllerConfig {
+            namespace: args.namespace.clone(),
+            lease: (!args.no_leader_election)
+                .then(|| LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)),
+            metrics_addr: Some(args.metrics_addr),
+            reporter: "sluice".into(),
+        };
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        run_controller(client, config, strategies, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The CRDs as one YAML stream.
+pub fn crds_yaml() -> anyhow::Result<String> {
+    let crds = [Rollout::crd()];
+    let mut out = String::new();
+    for crd in &crds {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(crd)?);
+    }
+    Ok(out)
+}
+
+/// `sluice crds`.
+pub fn print_crds() -> anyhow::Result<ExitCode> {
+    print!("{}", crds_yaml()?);
+    Ok(ExitCode::SUCCESS)
+}

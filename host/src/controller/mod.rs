@@ -1,0 +1,519 @@
+//! The controller: serves `rollouts.kruise.io/v1alpha1` Rollouts.
+//!
+//! Each reconcile is observe → decide → plan → apply → report: `observe` reads the
+//! Rollout and everything it touches, the Rollout's strategy module decides, `plan`
+//! (pure) turns that into changes and a status, `apply` makes the changes in a safe
+//! order, and `report` writes the status, publishes events and counts metrics.
+
+pub mod apply;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod observe;
+pub mod observed;
+pub mod plan;
+pub mod status;
+pub mod traffic;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use crate::kruise::v1alpha1::Rollout;
+use crate::strategy::{CompiledModule, Grants, Limits, ModuleRef, NoMetrics, Runtime, Strategy};
+use error::Error;
+use metrics::ControllerMetrics;
+use plan::Decided;
+
+/// The annotation naming a Rollout's strategy module.
+pub const MODULE_ANNOTATION: &str = "strategy.sluice.dev/module";
+/// The annotation carrying the module's JSON configuration.
+pub const CONFIG_ANNOTATION: &str = "strategy.sluice.dev/config";
+/// The module a Rollout gets when it names none.
+pub const DEFAULT_MODULE: &str = "builtin:steps";
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Only Rollouts of this namespace; all when `None`.
+    pub namespace: Option<String>,
+    /// Leader election; `None` runs unconditionally.
+    pub lease: Option<leader::LeaseConfig>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The name events are reported under.
+    pub reporter: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            namespace: None,
+            lease: None,
+            metrics_addr: None,
+            reporter: "sluice".into(),
+        }
+    }
+}
+
+/// What every reconcile reaches.
+pub struct Context {
+    client: kube::Client,
+    runtime: Arc<Runtime>,
+    modules: Mutex<HashMap<String, Arc<CompiledModule>>>,
+    recorder: Recorder,
+    metrics: Arc<ControllerMetrics>,
+    rollouts: Store<Rollout>,
+}
+
+impl Context {
+    /// Loads (once) the module a Rollout names.
+    fn module(&self, name: &str) -> Result<Arc<CompiledModule>, String> {
+        if let Some(m) = self
+            .modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(m.clone());
+        }
+        let reference: ModuleRef = name.parse().unwrap_or(ModuleRef::Builtin(String::new()));
+        if !reference.is_builtin() {
+            return Err(format!(
+                "{MODULE_ANNOTATION}: {name:?} is not a module this controller can load; name a built-in module such as {DEFAULT_MODULE}"
+            ));
+        }
+        let bytes = reference
+            .read()
+            .map_err(|e| format!("{MODULE_ANNOTATION}: {e}"))?;
+        let module = self.runtime.load(&bytes).map_err(|e| e.to_string())?;
+        self.modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), module.clone());
+        Ok(module)
+    }
+
+    /// Runs the Rollout's strategy on `input`, off the async threads.
+    async fn decide(&self, module_name: &str, input: crate::strategy::Observation) -> Decided {
+        let module = match self.module(module_name) {
+            Ok(m) => m,
+            Err(message) => {
+                return Decided::Failed {
+                    module: module_name.to_owned(),
+                    reason: "ModuleNotAvailable".into(),
+                    message,
+                };
+            }
+        };
+        let digest = module.digest().to_owned();
+        let strategy = Strategy::new(module, Limits::default(), Grants::all());
+        let runtime = self.runtime.clone();
+        let started = Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || {
+            runtime
+                .validate_config(&strategy, &input.config)
+                .and_then(|()| runtime.decide(&strategy, &input, Arc::new(NoMetrics)))
+        })
+        .await;
+        let took = started.elapsed();
+        match outcome {
+            Ok(Ok(decision)) => {
+                self.metrics
+                    .decided(decision.action.name(), module_name, took);
+                Decided::Decision {
+                    decision,
+                    module: module_name.to_owned(),
+                    digest,
+                }
+            }
+            Ok(Err(e)) => {
+                self.metrics.decided("error", module_name, took);
+                Decided::Failed {
+                    module: module_name.to_owned(),
+                    reason: e.reason().to_owned(),
+                    message: e.to_string(),
+                }
+            }
+            Err(join) => Decided::Failed {
+                module: module_name.to_owned(),
+                reason: "Panicked".into(),
+                message: join.to_string(),
+            },
+        }
+    }
+}
+
+/// Reconciles one Rollout.
+async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = rollout.namespace().unwrap_or_default();
+    let name = rollout.name_any();
+    let span = tracing::info_span!("reconcile", namespace = %ns, rollout = %name);
+    let result = async {
+        let others: Vec<Rollout> = ctx
+            .rollouts
+            .state()
+            .iter()
+            .filter(|r| r.namespace().as_deref() == Some(ns.as_str()) && r.name_any() != name)
+            .map(|r| (**r).clone())
+            .collect();
+        let observed = observe::observe(&ctx.client, &rollout, others).await?;
+        let annotations = rollout.annotations();
+        let module_name = annotations
+            .get(MODULE_ANNOTATION)
+            .map_or(DEFAULT_MODULE, String::as_str)
+            .to_owned();
+        let config = annotations
+            .get(CONFIG_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        let decided = match plan::strategy_input(&observed, &config) {
+            Some(input) => Some(ctx.decide(&module_name, input).await),
+            None => None,
+        };
+        let plan = plan::plan(&observed, decided.as_ref());
+        tracing::debug!(changes = ?plan.changes, "plan");
+        apply::apply(&ctx.client, &observed, &plan.changes).await?;
+        report(&ctx, &observed, &plan).await?;
+        Ok::<_, Error>(plan.requeue.map_or_else(
+            || Action::requeue(Duration::from_secs(300)),
+            Action::requeue,
+        ))
+    }
+    .instrument(span)
+    .await;
+    ctx.metrics.reconciled(
+        match &result {
+            Ok(_) => "ok",
+            Err(e) => e.metric_label(),
+        },
+        started.elapsed(),
+    );
+    result
+}
+
+/// Writes the planned status and publishes the planned events.
+async fn report(ctx: &Context, o: &observed::Observed, plan: &plan::Plan) -> Result<(), Error> {
+    let ns = o.rollout.namespace().unwrap_or_default();
+    let name = o.rollout.name_any();
+    let removing = plan.changes.contains(&plan::Change::RemoveFinalizer)
+        && o.rollout.metadata.deletion_timestamp.is_some();
+    let old =
+        serde_json::to_value(o.rollout.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
+    let new = serde_json::to_value(&plan.status).unwrap_or(Value::Null);
+    if old != new && !removing {
+        let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+        let mut patch = json!({"status": merge_diff(&old, &new)});
+        // A status written from a stale read would undo a concurrent approval.
+        if !plan.changes.iter().any(|c| {
+            matches!(
+                c,
+                plan::Change::AddFinalizer | plan::Change::RemoveFinalizer
+            )
+        }) {
+            patch["metadata"] = json!({"resourceVersion": o.rollout.metadata.resource_version});
+        }
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::Report)?;
+    }
+    let reference = o.rollout.object_ref(&());
+    for note in &plan.notes {
+        let event = KubeEvent {
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: note.reason.clone(),
+            note: Some(note.message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %e, "cannot publish an event");
+        }
+    }
+    Ok(())
+}
+
+/// A JSON merge patch turning `old` into `new`.
+pub fn merge_diff(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in b {
+                match a.get(k) {
+                    Some(old_v) if old_v == v => {}
+                    Some(old_v) => {
+                        out.insert(k.clone(), merge_diff(old_v, v));
+                    }
+                    None => {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            for k in a.keys() {
+                if !b.contains_key(k) {
+                    out.insert(k.clone(), Value::Null);
+                }
+            }
+            Value::Object(out)
+        }
+        _ => new.clone(),
+    }
+}
+
+fn error_policy(_rollout: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        tracing::debug!(%error, "conflict; retrying");
+        return Action::requeue(Duration::from_millis(100));
+    }
+    tracing::warn!(%error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Rollouts that govern a workload (or own a canary Deployment) named in `meta`.
+fn rollouts_for(
+    store: &Store<Rollout>,
+    ns: Option<String>,
+    names: &[String],
+) -> Vec<ObjectRef<Rollout>> {
+    store
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == ns)
+        .filter(|r| {
+            r.spec
+                .object_ref
+                .workload_ref
+                .as_ref()
+                .is_some_and(|w| names.contains(&w.name))
+        })
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect()
+}
+
+/// Runs the controller until `shutdown` completes (or leadership is lost).
+pub async fn run(
+    client: kube::Client,
+    config: ControllerConfig,
+    runtime: Arc<Runtime>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(ControllerMetrics::new());
+    let api_for = |_: ()| -> Api<Rollout> {
+        match &config.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    };
+    let rollouts = api_for(());
+    if let Err(e) = rollouts
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        anyhow::bail!(
+            "cannot list rollouts.kruise.io Rollouts ({e}); install the CRDs first: `sluice crds | kubectl apply -f -`"
+        );
+    }
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+        tokio::spawn(serve_http(listener, metrics.clone(), ready_rx));
+    }
+    if let Some(lease) = &config.lease {
+        leader::acquire(&client, lease).await;
+    }
+    let lost = {
+        let client = client.clone();
+        let lease = config.lease.clone();
+        async move {
+            match lease {
+                Some(lease) => leader::keep(&client, &lease).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    // The controller wants a Sync future: bridge through a oneshot.
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = lost => {}
+        }
+        let _ = stop_tx.send(());
+    });
+    let stop = async move {
+        let _ = stop_rx.await;
+    };
+
+    let scoped = |kind: &str| -> String {
+        format!(
+            "{kind} in {}",
+            config.namespace.as_deref().unwrap_or("all namespaces")
+        )
+    };
+    tracing::info!(scope = %scoped("rollouts"), "controller starting");
+    let controller = Controller::new(rollouts, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let ns_api = |c: &kube::Client| -> (
+        Api<Deployment>,
+        Api<StatefulSet>,
+        Api<Service>,
+        Api<Ingress>,
+    ) {
+        match &config.namespace {
+            Some(ns) => (
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+            ),
+            None => (
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+            ),
+        }
+    };
+    let (deployments, statefulsets, services, ingresses) = ns_api(&client);
+    let reporter = Reporter {
+        controller: config.reporter.clone(),
+        instance: config.lease.as_ref().map(|l| l.identity.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        runtime,
+        modules: Mutex::new(HashMap::new()),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        rollouts: store.clone(),
+    });
+    let deployment_store = store.clone();
+    let sts_store = store.clone();
+    let phase_store = store.clone();
+    let phase_metrics = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+            for r in phase_store.state() {
+                let phase = r
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_else(|| "Initial".into());
+                *counts.entry(phase).or_default() += 1;
+            }
+            phase_metrics.set_phases(&counts.into_iter().collect::<Vec<_>>());
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+    let _ = ready_tx.send(true);
+    controller
+        .watches(
+            deployments,
+            watcher::Config::default(),
+            move |d: Deployment| {
+                let mut names = vec![d.name_any()];
+                if let Some(stable) = d.labels().get(observe::CANARY_LABEL) {
+                    names.push(stable.clone());
+                }
+                rollouts_for(&deployment_store, d.namespace(), &names)
+            },
+        )
+        .watches(
+            statefulsets,
+            watcher::Config::default(),
+            move |s: StatefulSet| rollouts_for(&sts_store, s.namespace(), &[s.name_any()]),
+        )
+        .owns(services, watcher::Config::default())
+        .owns(ingresses, watcher::Config::default())
+        .graceful_shutdown_on(stop)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<ControllerMetrics>,
+    ready: tokio::sync::watch::Receiver<bool>,
+) {
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = *ready.borrow();
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "waiting for leadership")
+                    }
+                }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "metrics server stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_diff_nulls_removed_fields() {
+        let old = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
+        let new = json!({"a": 1, "b": {"c": 5}, "e": [2], "f": true});
+        assert_eq!(
+            merge_diff(&old, &new),
+            json!({"b": {"c": 5, "d": null}, "e": [2], "f": true})
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! OpenKruise Rollout `rollouts.kruise.io/v1alpha1`, the API Sluice serves.
+//!
+//! Field names, defaults, printer columns and the status layout follow the upstream
+//! API, so existing manifests, KubeVela's `kruise-rollout` trait and kubectl-kruise work
+//! unchanged. Sluice adds one status field, `status.strategy`, recording the module that
+//! made the last decision.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A progressive release of one workload.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "rollouts.kruise.io",
+    version = "v1alpha1",
+    kind = "Rollout",
+    namespaced,
+    status = "RolloutStatus",
+    printcolumn = r#"{"name":"STATUS","type":"string","jsonPath":".status.phase","description":"The rollout status phase"}"#,
+    printcolumn = r#"{"name":"CANARY_STEP","type":"integer","jsonPath":".status.canaryStatus.currentStepIndex","description":"The rollout canary status step"}"#,
+    printcolumn = r#"{"name":"CANARY_STATE","type":"string","jsonPath":".status.canaryStatus.currentStepState","description":"The rollout canary status step state"}"#,
+    printcolumn = r#"{"name":"MESSAGE","type":"string","jsonPath":".status.message","description":"The rollout canary status message"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// The workload released by this rollout.
+    pub object_ref: ObjectRef,
+    /// How it is released.
+    pub strategy: RolloutStrategy,
+    /// Deprecated rollout id.
+    #[serde(rename = "rolloutID", default, skip_serializing_if = "Option::is_none")]
+    pub rollout_id: Option<String>,
+    /// Stops governing the workload.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// `spec.objectRef`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    /// The workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_ref: Option<WorkloadRef>,
+}
+
+/// A reference to a workload.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    /// e.g. `apps/v1`.
+    pub api_version: String,
+    /// `Deployment`, `CloneSet` or `StatefulSet`.
+    pub kind: String,
+    /// Name in the Rollout's namespace.
+    pub name: String,
+}
+
+/// `spec.strategy`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStrategy {
+    /// Holds the rollout where it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// Canary release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStrategy>,
+}
+
+/// `spec.strategy.canary`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStrategy {
+    /// The steps.
+    #[serde(default)]
+    pub steps: Vec<CanaryStep>,
+    /// Traffic routing (at most one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic_routings: Vec<TrafficRoutingRef>,
+    /// Failed canary pods tolerated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<IntOrString>,
+    /// Labels and annotations added to canary pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_pod_template_metadata: Option<PatchPodTemplateMetadata>,
+    /// Route to the stable Service name instead of a `-canary` Service.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_generate_canary_service: bool,
+}
+
+/// One step of a canary release.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStep {
+    /// Percent of traffic for the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+    /// Headers set on requests to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_header_modifier: Option<serde_json::Value>,
+    /// Requests routed to the canary by header.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<HttpRouteMatch>,
+    /// Canary pods: a count, or a percentage such as `"20%"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<IntOrString>,
+    /// `{}` waits for approval; `{duration: N}` waits N seconds.
+    #[serde(default)]
+    pub pause: RolloutPause,
+}
+
+/// `pause` of a step.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct RolloutPause {
+    /// Seconds; absent waits for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i32>,
+}
+
+/// `matches[]` of a step.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct HttpRouteMatch {
+    /// Header conditions, all of which must hold.
+    #[serde(default)]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// Gateway API's HTTPHeaderMatch.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct HeaderMatch {
+    /// `Exact` (default) or `RegularExpression`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Header name; `canary-by-cookie` names a cookie match for NGINX.
+    pub name: String,
+    /// Value to match.
+    pub value: String,
+}
+
+/// `trafficRoutings[]`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficRoutingRef {
+    /// The stable Service.
+    pub service: String,
+    /// Seconds to wait after each traffic change (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period_seconds: Option<i32>,
+    /// An Ingress routes the traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressTrafficRouting>,
+    /// A Gateway API HTTPRoute routes the traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayTrafficRouting>,
+    /// The first KubeVela `kruise-rollout` traits wrote `type: nginx` (with the
+    /// Ingress named like the Service); accepted as an alias of `ingress`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub legacy_type: Option<String>,
+}
+
+/// `trafficRoutings[].ingress`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressTrafficRouting {
+    /// Ingress controller; `nginx` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_type: Option<String>,
+    /// The stable Ingress.
+    pub name: String,
+}
+
+/// `trafficRoutings[].gateway`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTrafficRouting {
+    /// The HTTPRoute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route_name: Option<String>,
+}
+
+/// `patchPodTemplateMetadata`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct PatchPodTemplateMetadata {
+    /// Annotations for canary pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+    /// Labels for canary pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `status`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Initial`, `Healthy`, `Progressing`, `Terminating`, `Disabling`, `Disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// A human message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Conditions: `Progressing`, `Succeeded`, `Terminating`, and Sluice's `StrategyReady`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<RolloutCondition>,
+    /// The canary release's progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_status: Option<CanaryStatus>,
+    /// The strategy module that made the last decision (Sluice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<StrategyStatus>,
+}
+
+/// A condition.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutCondition {
+    /// Type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// When it was last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<Time>,
+    /// When `status` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Why, in one word.
+    #[serde(default)]
+    pub reason: String,
+    /// Why, in words.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// `status.canaryStatus`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// The workload generation this status describes.
+    #[serde(default)]
+    pub observed_workload_generation: i64,
+    /// The rollout id seen.
+    #[serde(
+        default,
+        rename = "observedRolloutID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub observed_rollout_id: Option<String>,
+    /// Hash of the rollout's plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_hash: Option<String>,
+    /// `pod-template-hash` of the stable pods.
+    #[serde(default)]
+    pub stable_revision: String,
+    /// Hash of the released template.
+    #[serde(default)]
+    pub canary_revision: String,
+    /// `pod-template-hash` of the canary pods.
+    #[serde(default)]
+    pub pod_template_hash: String,
+    /// Canary pods asked for.
+    #[serde(default)]
+    pub canary_replicas: i32,
+    /// Canary pods ready.
+    #[serde(default)]
+    pub canary_ready_replicas: i32,
+    /// The step after the current one; patch it to jump.
+    #[serde(default)]
+    pub next_step_index: i32,
+    /// 1-based current step.
+    #[serde(default)]
+    pub current_step_index: i32,
+    /// State within the step.
+    #[serde(default)]
+    pub current_step_state: String,
+    /// Detail of the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the step state last moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<Time>,
+    /// Where finalisation is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finalising_step: Option<String>,
+}
+
+/// `status.strategy`: the module behind the decisions.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StrategyStatus {
+    /// The module as the Rollout names it (`builtin:steps` by default).
+    pub module: String,
+    /// sha256 of the module that made the last decision.
+    pub digest: String,
+    /// The module's memo, handed back at its next decision.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub memo: String,
+    /// The last decision's action.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_action: String,
+}

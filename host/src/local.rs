@@ -1,0 +1,83 @@
+//! The controller running in-process beside the simulator: what `sluice dev`,
+//! `sluice demo` and the end-to-end tests use.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use kube::api::{Api, PostParams};
+use sluice_sim::Sim;
+use tokio::task::JoinHandle;
+
+use crate::controller::{ControllerConfig, run};
+use crate::kruise::v1alpha1::Rollout;
+use crate::strategy::{Runtime, RuntimeConfig};
+
+/// A controller task; stop it with [`LocalController::stop`].
+pub struct LocalController {
+    stop: Option<futures::channel::oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl LocalController {
+    /// Stops the controller and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for LocalController {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A kube client for the simulator.
+pub fn client(sim: &Sim) -> anyhow::Result<kube::Client> {
+    let config = kube::Config::new(sim.api_url().parse().context("simulator URL")?);
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Installs Sluice's CRDs.
+pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [Rollout::crd()] {
+        match crds.create(&PostParams::default(), &crd).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e).context("installing the CRDs"),
+        }
+    }
+    Ok(())
+}
+
+/// Installs the CRDs and starts the controller against the simulator.
+pub async fn start_controller(
+    sim: &Sim,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<LocalController> {
+    let client = client(sim)?;
+    install_crds(&client).await?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir,
+        ..RuntimeConfig::default()
+    })?);
+    let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = run(client, ControllerConfig::default(), runtime, shutdown).await {
+            tracing::error!(error = %e, "controller stopped");
+        }
+    });
+    Ok(LocalController {
+        stop: Some(stop),
+        task,
+    })
+}

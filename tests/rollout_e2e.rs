@@ -1,0 +1,678 @@
+//! End-to-end: the controller against the simulator, reproducing OpenKruise Rollout's
+//! e2e scenarios for Deployments with NGINX, and the walk-through.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::cluster::{Cluster, within_binomial};
+
+const HOST: &str = "echo.example.com";
+
+/// A Deployment, its Service and Ingress, like Kruise's e2e fixtures.
+fn app(image: &str, replicas: u32) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: echo}}
+spec:
+  replicas: {replicas}
+  strategy: {{rollingUpdate: {{maxUnavailable: 0, maxSurge: 1}}}}
+  selector: {{matchLabels: {{app: echo}}}}
+  template:
+    metadata: {{labels: {{app: echo}}}}
+    spec:
+      containers: [{{name: echo, image: "{image}"}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo}}
+spec:
+  selector: {{app: echo}}
+  ports: [{{port: 80}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: echo}}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: {HOST}
+    http:
+      paths:
+      - {{path: /apis/echo, pathType: Exact, backend: {{service: {{name: echo, port: {{number: 80}}}}}}}}
+"#
+    )
+}
+
+fn deployment(image: &str, replicas: u32) -> String {
+    app(image, replicas)
+        .split("\n---")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn rollout(steps: &str) -> String {
+    format!(
+        r#"
+apiVersion: rollouts.kruise.io/v1alpha1
+kind: Rollout
+metadata: {{name: echo}}
+spec:
+  objectRef: {{workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: echo}}}}
+  strategy:
+    canary:
+      steps: {steps}
+      trafficRoutings: [{{service: echo, gracePeriodSeconds: 0, ingress: {{name: echo}}}}]
+"#
+    )
+}
+
+async fn v1_healthy(c: &Cluster, steps: &str, replicas: u32) {
+    c.apply(&app("barnett/canarydemo:v1", replicas)).await;
+    c.apply(&rollout(steps)).await;
+    c.until_healthy("echo").await;
+    c.until("v1 is held", || async {
+        c.deployment("echo").await.spec.paused == Some(true)
+    })
+    .await;
+}
+
+fn canary_deployments(c: &Cluster) -> Vec<Value> {
+    c.objects("apps", "deployments")
+        .into_iter()
+        .filter(|d| {
+            d.pointer("/metadata/labels/rollouts.kruise.io~1canary-deployment")
+                .is_some()
+        })
+        .collect()
+}
+
+fn canary_weight(c: &Cluster) -> Option<String> {
+    c.object("networking.k8s.io", "ingresses", "echo-canary")
+        .and_then(|i| {
+            i.pointer("/metadata/annotations/nginx.ingress.kubernetes.io~1canary-weight")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+}
+
+fn stable_selector_hash(c: &Cluster) -> Option<String> {
+    c.object("", "services", "echo").and_then(|s| {
+        s.pointer("/spec/selector/pod-template-hash")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    })
+}
+
+/// After a release: nothing canary left, the selector unpinned, the workload held.
+async fn assert_clean(c: &Cluster, image: &str, replicas: usize) {
+    c.until("the stable Deployment runs the final version", || async {
+        c.ready_pods_with(image) == replicas
+    })
+    .await;
+    assert!(
+        canary_deployments(c).is_empty(),
+        "a canary Deployment is left"
+    );
+    assert!(
+        c.object("", "services", "echo-canary").is_none(),
+        "the canary Service is left"
+    );
+    assert!(
+        c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .is_none(),
+        "the canary Ingress is left"
+    );
+    assert_eq!(
+        stable_selector_hash(c),
+        None,
+        "the stable Service is still pinned"
+    );
+    assert_eq!(
+        c.deployment("echo").await.spec.paused,
+        Some(true),
+        "the workload is not held again"
+    );
+}
+
+fn condition(r: &sluice::kruise::v1alpha1::Rollout, type_: &str) -> Option<(String, String)> {
+    r.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[tokio::test]
+async fn the_walkthrough_release_waits_for_approval_then_completes() {
+    let c = Cluster::start().await;
+    c.apply(&app("barnett/canarydemo:v1", 5)).await;
+    c.apply(&rollout("[{weight: 20, pause: {}}]")).await;
+    c.until_healthy("echo").await;
+    let r = c.rollout("echo").await;
+    assert_eq!(
+        r.status.as_ref().unwrap().message.as_deref(),
+        Some("workload deployment is completed")
+    );
+    assert_eq!(c.request(HOST, "/apis/echo", &[]).await, "Demo: V1");
+
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until_paused_at("echo", 1).await;
+    let r = c.rollout("echo").await;
+    let status = r.status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Progressing"));
+    assert_eq!(
+        status.message.as_deref(),
+        Some("Rollout is in step(1/1), and you need manually confirm to enter the next step")
+    );
+    let canary = status.canary_status.clone().unwrap();
+    assert_eq!(
+        (canary.canary_replicas, canary.canary_ready_replicas),
+        (1, 1)
+    );
+    assert_eq!(
+        condition(&r, "Progressing"),
+        Some(("True".into(), "InRolling".into()))
+    );
+    // One canary pod beside five stable ones; the stable Deployment untouched and held.
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 1);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v1"), 5);
+    let d = c.deployment("echo").await;
+    assert_eq!(d.spec.paused, Some(true));
+    assert_eq!(d.status.unwrap().updated_replicas.unwrap_or(0), 0);
+    // Traffic: stable pinned, canary Service on the canary hash, canary Ingress at 20%.
+    assert_eq!(
+        stable_selector_hash(&c),
+        Some(canary.stable_revision.clone())
+    );
+    let canary_svc = c
+        .object("", "services", "echo-canary")
+        .expect("canary Service");
+    assert_eq!(
+        canary_svc["spec"]["selector"]["pod-template-hash"],
+        json!(canary.pod_template_hash)
+    );
+    assert_eq!(canary_weight(&c).as_deref(), Some("20"));
+    let n = 400;
+    let v2 = c.share(HOST, "/apis/echo", n, "Demo: V2").await;
+    assert!(
+        within_binomial(v2, n, 0.2),
+        "{v2} of {n} answered V2 at weight 20"
+    );
+
+    c.approve("echo").await;
+    c.until_rollout("echo", "succeeded", |r| {
+        condition(r, "Succeeded") == Some(("True".into(), String::new()))
+    })
+    .await;
+    let r = c.rollout("echo").await;
+    let status = r.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Healthy"));
+    assert_eq!(
+        status.message.as_deref(),
+        Some("Rollout progressing has been completed")
+    );
+    assert_clean(&c, "barnett/canarydemo:v2", 5).await;
+    assert_eq!(c.share(HOST, "/apis/echo", 50, "Demo: V2").await, 50);
+}
+
+#[tokio::test]
+async fn rollback_by_reverting_the_template_cancels_and_keeps_the_original_pods() {
+    let c = Cluster::start().await;
+    v1_healthy(&c, "[{weight: 20, pause: {}}]", 5).await;
+    let original: Vec<String> = c
+        .objects("", "pods")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until_paused_at("echo", 1).await;
+    c.apply(&deployment("barnett/canarydemo:v1", 5)).await;
+    c.until_rollout("echo", "canceled", |r| {
+        condition(r, "Succeeded") == Some(("False".into(), String::new()))
+    })
+    .await;
+    let r = c.rollout("echo").await;
+    assert_eq!(r.status.as_ref().unwrap().phase.as_deref(), Some("Healthy"));
+    assert_eq!(
+        r.status.as_ref().unwrap().message.as_deref(),
+        Some("Rollout progressing has been canceled")
+    );
+    assert_clean(&c, "barnett/canarydemo:v1", 5).await;
+    c.until("the canary pod is gone", || async {
+        c.objects("", "pods").len() == 5
+    })
+    .await;
+    let mut now: Vec<String> = c
+        .objects("", "pods")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    let mut original = original;
+    original.sort();
+    now.sort();
+    assert_eq!(now, original, "the v1 pods were not restarted");
+    assert_eq!(c.share(HOST, "/apis/echo", 30, "Demo: V1").await, 30);
+}
+
+#[tokio::test]
+async fn five_steps_of_20_40_60_80_90_percent() {
+    let c = Cluster::start().await;
+    let steps = "[{weight: 20, pause: {}}, {weight: 40, pause: {}}, {weight: 60, pause: {}}, {weight: 80, pause: {}}, {weight: 90, pause: {}}]";
+    v1_healthy(&c, steps, 5).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    for (step, (weight, pods)) in [(20, 1), (40, 2), (60, 3), (80, 4), (90, 5)]
+        .into_iter()
+        .enumerate()
+    {
+        let step = step as i32 + 1;
+        c.until_paused_at("echo", step).await;
+        let status = c.rollout("echo").await.status.unwrap();
+        let canary = status.canary_status.unwrap();
+        assert_eq!(canary.canary_replicas, pods, "step {step}");
+        assert_eq!(canary_weight(&c), Some(weight.to_string()), "step {step}");
+        assert_eq!(
+            c.ready_pods_with("barnett/canarydemo:v2"),
+            pods as usize,
+            "step {step}"
+        );
+        assert_eq!(
+            status.message,
+            Some(format!(
+                "Rollout is in step({step}/5), and you need manually confirm to enter the next step"
+            ))
+        );
+        c.approve("echo").await;
+    }
+    c.until_healthy("echo").await;
+    assert_clean(&c, "barnett/canarydemo:v2", 5).await;
+}
+
+#[tokio::test]
+async fn a_continuous_release_restarts_at_step_1() {
+    let c = Cluster::start().await;
+    v1_healthy(&c, "[{weight: 20, pause: {}}, {weight: 40, pause: {}}]", 5).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until_paused_at("echo", 1).await;
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    c.apply(&deployment("barnett/canarydemo:v3", 5)).await;
+    c.until("v3 has one canary pod at step 1", || async {
+        let r = c.rollout("echo").await;
+        let at_1 = r
+            .status
+            .and_then(|s| s.canary_status)
+            .is_some_and(|x| x.current_step_index == 1 && x.current_step_state == "StepPaused");
+        at_1 && c.ready_pods_with("barnett/canarydemo:v3") == 1
+            && c.ready_pods_with("barnett/canarydemo:v2") == 0
+    })
+    .await;
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+    assert_clean(&c, "barnett/canarydemo:v3", 5).await;
+}
+
+#[tokio::test]
+async fn scaling_during_a_release_rescales_the_canary() {
+    let c = Cluster::start().await;
+    v1_healthy(&c, "[{weight: 20, pause: {}}, {weight: 60, pause: {}}]", 5).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until_paused_at("echo", 1).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 10)).await;
+    c.until("20% of 10 pods are canaries", || async {
+        let r = c.rollout("echo").await;
+        r.status
+            .and_then(|s| s.canary_status)
+            .is_some_and(|x| x.canary_replicas == 2 && x.canary_ready_replicas == 2)
+    })
+    .await;
+    c.until("ten stable pods", || async {
+        c.ready_pods_with("barnett/canarydemo:v1") == 10
+    })
+    .await;
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    assert_eq!(
+        c.rollout("echo")
+            .await
+            .status
+            .unwrap()
+            .canary_status
+            .unwrap()
+            .canary_replicas,
+        6
+    );
+}
+
+#[tokio::test]
+async fn paused_holds_the_rollout_until_resumed() {
+    let c = Cluster::start().await;
+    v1_healthy(&c, "[{weight: 20, pause: {}}, {weight: 40, pause: {}}]", 5).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until_paused_at("echo", 1).await;
+    c.patch(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        "echo",
+        json!({"spec": {"strategy": {"paused": true}}}),
+    )
+    .await;
+    c.until_rollout("echo", "paused", |r| {
+        condition(r, "Progressing").is_some_and(|(_, reason)| reason == "Paused")
+    })
+    .await;
+    c.approve("echo").await;
+    c.until_rollout("echo", "the paused message", |r| {
+        r.status.as_ref().and_then(|s| s.message.as_deref())
+            == Some("Rollout has been paused, you can resume it by kube-cli")
+    })
+    .await;
+    assert_eq!(
+        c.rollout("echo")
+            .await
+            .status
+            .unwrap()
+            .canary_status
+            .unwrap()
+            .current_step_index,
+        1
+    );
+    c.patch(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        "echo",
+        json!({"spec": {"strategy": {"paused": false}}}),
+    )
+    .await;
+    c.until_paused_at("echo", 2).await;
+}
+
+#[tokio::test]
+async fn deleting_the_rollout_releases_the_workload() {
+    let c = Cluster::start().await;
+    v1_healthy(&c, "[{weight: 20, pause: {}}]", 5).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until_paused_at("echo", 1).await;
+    kube::Api::<sluice::kruise::v1alpha1::Rollout>::namespaced(c.client.clone(), "default")
+        .delete("echo", &Default::default())
+        .await
+        .expect("delete");
+    c.until("the rollout is gone", || async {
+        c.object("rollouts.kruise.io", "rollouts", "echo").is_none()
+    })
+    .await;
+    assert!(
+        c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .is_none()
+    );
+    assert!(c.object("", "services", "echo-canary").is_none());
+    assert_eq!(stable_selector_hash(&c), None);
+    assert_ne!(
+        c.deployment("echo").await.spec.paused,
+        Some(true),
+        "the Deployment is released"
+    );
+    c.until("v2 rolls out natively", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") >= 5
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_image_stays_in_upgrade_and_a_fixed_one_goes_on() {
+    let c = Cluster::start().await;
+    v1_healthy(&c, "[{weight: 20, pause: {}}]", 5).await;
+    c.apply(&deployment("barnett/canarydemo:v2-fail", 5)).await;
+    c.until_rollout("echo", "stuck upgrading", |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.canary_status.as_ref())
+            .is_some_and(|x| x.current_step_state == "StepUpgrade" && x.canary_replicas == 1)
+    })
+    .await;
+    assert!(
+        c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .is_none(),
+        "no traffic to pods that are not ready"
+    );
+    c.apply(&deployment("barnett/canarydemo:v3", 5)).await;
+    c.until_paused_at("echo", 1).await;
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v3"), 1);
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+    assert_clean(&c, "barnett/canarydemo:v3", 5).await;
+}
+
+#[tokio::test]
+async fn ab_testing_by_header_and_cookie() {
+    let c = Cluster::start().await;
+    let steps = r#"[{replicas: 1, matches: [{headers: [{type: Exact, name: user-agent, value: pc}]}], pause: {}},
+                   {replicas: 1, matches: [{headers: [{name: canary-by-cookie, value: beta}]}], pause: {}}]"#;
+    v1_healthy(&c, steps, 5).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until_paused_at("echo", 1).await;
+    let annotations = c
+        .object("networking.k8s.io", "ingresses", "echo-canary")
+        .unwrap()["metadata"]["annotations"]
+        .clone();
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-by-header"],
+        "user-agent"
+    );
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-by-header-value"],
+        "pc"
+    );
+    assert!(
+        annotations
+            .get("nginx.ingress.kubernetes.io/canary-weight")
+            .is_none()
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            c.request(HOST, "/apis/echo", &[("user-agent", "pc")]).await,
+            "Demo: V2"
+        );
+        assert_eq!(
+            c.request(HOST, "/apis/echo", &[("user-agent", "phone")])
+                .await,
+            "Demo: V1"
+        );
+    }
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    c.until("cookie routing", || async {
+        c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .is_some_and(|i| {
+                i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-cookie"]
+                    == "beta"
+            })
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(
+            c.request(HOST, "/apis/echo", &[("cookie", "beta=always")])
+                .await,
+            "Demo: V2"
+        );
+        assert_eq!(
+            c.request(HOST, "/apis/echo", &[("user-agent", "pc")]).await,
+            "Demo: V1"
+        );
+    }
+}
+
+#[tokio::test]
+async fn timed_pauses_advance_on_their_own() {
+    let c = Cluster::start().await;
+    v1_healthy(&c, "[{weight: 50, pause: {duration: 1}}, {weight: 100}]", 4).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 4)).await;
+    c.until_rollout("echo", "the timed message", |r| {
+        r.status.as_ref().and_then(|s| s.message.as_deref())
+            == Some("Rollout is in step(1/2), and wait duration(1 seconds) to enter the next step")
+    })
+    .await;
+    c.until_healthy("echo").await;
+    assert_clean(&c, "barnett/canarydemo:v2", 4).await;
+}
+
+#[tokio::test]
+async fn disabling_mid_release_releases_everything() {
+    let c = Cluster::start().await;
+    v1_healthy(&c, "[{weight: 20, pause: {}}]", 5).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until_paused_at("echo", 1).await;
+    c.patch(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        "echo",
+        json!({"spec": {"disabled": true}}),
+    )
+    .await;
+    c.until_rollout("echo", "disabled", |r| {
+        r.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Disabled")
+    })
+    .await;
+    assert_eq!(
+        c.rollout("echo").await.status.unwrap().message.as_deref(),
+        Some("Rollout is disabled")
+    );
+    assert!(
+        c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .is_none()
+    );
+    assert!(canary_deployments(&c).is_empty());
+    c.until("v2 rolls out natively", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") == 5
+    })
+    .await;
+    c.patch(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        "echo",
+        json!({"spec": {"disabled": false}}),
+    )
+    .await;
+    c.until_rollout("echo", "healthy again", |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.phase.as_deref() == Some("Healthy")
+                && s.message.as_deref() == Some("rollout is healthy")
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalid_rollout_gets_a_condition_and_changes_nothing() {
+    let c = Cluster::start().await;
+    c.apply(&app("barnett/canarydemo:v1", 3)).await;
+    c.apply(&rollout("[{weight: 60}, {weight: 20}]")).await;
+    c.until_rollout("echo", "invalid", |r| {
+        condition(r, "Valid") == Some(("False".into(), "InvalidSpec".into()))
+    })
+    .await;
+    let r = c.rollout("echo").await;
+    let msg = r
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|x| x.type_ == "Valid")
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("spec.strategy.canary.steps[1].weight: 20 is less than the previous step's"),
+        "{msg}"
+    );
+    assert_ne!(
+        c.deployment("echo").await.spec.paused,
+        Some(true),
+        "the workload is not touched"
+    );
+    c.until("an event names the problem", || async {
+        c.objects("", "events").iter().any(|e| {
+            e["reason"] == "InvalidSpec"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("spec.strategy.canary.steps[1].weight"))
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_strategy_pauses_its_rollout_only() {
+    let c = Cluster::start().await;
+    c.apply(&app("barnett/canarydemo:v1", 3)).await;
+    let broken = rollout("[{weight: 20, pause: {}}]").replace(
+        "metadata: {name: echo}",
+        "metadata: {name: echo, annotations: {strategy.sluice.dev/module: 'builtin:missing'}}",
+    );
+    c.apply(&broken).await;
+    c.until_healthy("echo").await;
+    c.apply(&deployment("barnett/canarydemo:v2", 3)).await;
+    c.until_rollout("echo", "strategy failed", |r| {
+        condition(r, "StrategyReady")
+            .is_some_and(|(s, reason)| s == "False" && reason == "ModuleNotAvailable")
+    })
+    .await;
+    assert!(
+        canary_deployments(&c).is_empty(),
+        "nothing was released without a decision"
+    );
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 0);
+    // Fixing the annotation lets the same rollout go on.
+    c.patch(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        "echo",
+        json!({"metadata": {"annotations": {"strategy.sluice.dev/module": "builtin:steps"}}}),
+    )
+    .await;
+    c.until_paused_at("echo", 1).await;
+}
+
+#[tokio::test]
+async fn a_workload_that_does_not_exist_yet() {
+    let c = Cluster::start().await;
+    c.apply(&rollout("[{weight: 20, pause: {}}]")).await;
+    c.until_rollout("echo", "workload not found", |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.phase.as_deref() == Some("Initial")
+                && s.message.as_deref() == Some("Workload Not Found")
+        })
+    })
+    .await;
+    c.apply(&app("barnett/canarydemo:v1", 2)).await;
+    c.until_healthy("echo").await;
+}
+
+#[tokio::test]
+async fn a_second_rollout_on_the_same_workload_is_refused() {
+    let c = Cluster::start().await;
+    v1_healthy(&c, "[{weight: 20, pause: {}}]", 2).await;
+    c.apply(
+        &rollout("[{weight: 20, pause: {}}]")
+            .replace("metadata: {name: echo}", "metadata: {name: echo-2}"),
+    )
+    .await;
+    c.until_rollout("echo-2", "conflict", |r| {
+        condition(r, "Valid").is_some_and(|(s, _)| s == "False")
+    })
+    .await;
+    let r = c.rollout("echo-2").await;
+    let msg = r
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|x| x.type_ == "Valid")
+        .unwrap()
+        .message;
+    assert!(msg.contains("This rollout conflict with Rollout(default/echo), one workload only have less than one Rollout"), "{msg}");
+}

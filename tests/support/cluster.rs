@@ -1,0 +1,259 @@
+//! A simulated cluster with the Sluice controller running in it, for end-to-end tests.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+use sluice::kruise::v1alpha1::Rollout;
+use sluice::local::{self, LocalController};
+use sluice_sim::store::ResKey;
+use sluice_sim::{PodBehaviour, Sim, SimConfig};
+
+/// The simulator, a client, and the controller.
+pub struct Cluster {
+    pub sim: Sim,
+    pub client: kube::Client,
+    controller: Option<LocalController>,
+}
+
+impl Cluster {
+    /// A cluster whose pods are ready 20 ms after creation, with the controller running.
+    pub async fn start() -> Cluster {
+        let sim = Sim::start(SimConfig {
+            pods: PodBehaviour {
+                ready_delay: Duration::from_millis(20),
+                restart_every: Duration::from_millis(100),
+            },
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator");
+        let client = local::client(&sim).expect("client");
+        let controller = local::start_controller(&sim, None)
+            .await
+            .expect("controller");
+        Cluster {
+            sim,
+            client,
+            controller: Some(controller),
+        }
+    }
+
+    /// Stops the controller (to check what it leaves behind).
+    pub async fn stop_controller(&mut self) {
+        if let Some(c) = self.controller.take() {
+            c.stop().await;
+        }
+    }
+
+    /// Applies YAML documents (server-side apply).
+    pub async fn apply(&self, yaml: &str) {
+        for doc in yaml
+            .split("\n---")
+            .filter(|d| !d.trim().trim_start_matches("---").trim().is_empty())
+        {
+            let value: Value = serde_yaml_ng::from_str(doc).expect("yaml");
+            let api_version = value["apiVersion"].as_str().expect("apiVersion");
+            let kind = value["kind"].as_str().expect("kind");
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+            let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), "default", &resource);
+            let name = value["metadata"]["name"].as_str().expect("name").to_owned();
+            api.patch(
+                &name,
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&value),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("apply {kind}/{name}: {e}"));
+        }
+    }
+
+    /// Merge-patches an object.
+    pub async fn patch(&self, api_version: &str, kind: &str, name: &str, patch: Value) {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), "default", &resource);
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("patch {kind}/{name}: {e}"));
+    }
+
+    /// Approves the current step, as `kubectl-kruise rollout approve` and `vela workflow resume` do.
+    pub async fn approve(&self, name: &str) {
+        let api: Api<Rollout> = Api::namespaced(self.client.clone(), "default");
+        let current = api.get_status(name).await.expect("rollout");
+        let state = current
+            .status
+            .and_then(|s| s.canary_status)
+            .map(|c| c.current_step_state)
+            .unwrap_or_default();
+        assert_eq!(state, "StepPaused", "only a paused step can be approved");
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"canaryStatus": {"currentStepState": "StepReady"}}})),
+        )
+        .await
+        .expect("approve");
+    }
+
+    /// The Rollout.
+    pub async fn rollout(&self, name: &str) -> Rollout {
+        Api::<Rollout>::namespaced(self.client.clone(), "default")
+            .get(name)
+            .await
+            .expect("rollout")
+    }
+
+    /// An object as JSON, if it exists.
+    pub fn object(&self, group: &str, plural: &str, name: &str) -> Option<Value> {
+        self.sim
+            .store()
+            .get(&ResKey::new(group, plural), "default", name)
+            .map(|v| (*v).clone())
+    }
+
+    /// Objects of a kind, as JSON.
+    pub fn objects(&self, group: &str, plural: &str) -> Vec<Value> {
+        self.sim
+            .store()
+            .list(&ResKey::new(group, plural), Some("default"))
+            .items
+            .iter()
+            .map(|v| (**v).clone())
+            .collect()
+    }
+
+    /// The Deployment.
+    pub async fn deployment(&self, name: &str) -> Deployment {
+        Api::<Deployment>::namespaced(self.client.clone(), "default")
+            .get(name)
+            .await
+            .expect("deployment")
+    }
+
+    /// Waits until `check` holds, re-checking after every change in the cluster (and
+    /// every second, for time-based steps). Fails after 60 s: a safety net, not a clock.
+    pub async fn until<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let mut events = self.sim.store().subscribe();
+        let limit = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if check().await {
+                return;
+            }
+            tokio::select! {
+                _ = events.recv() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep_until(limit) => panic!("timed out waiting until {what}"),
+            }
+        }
+    }
+
+    /// Waits until the Rollout's status satisfies `check`.
+    pub async fn until_rollout(&self, name: &str, what: &str, check: impl Fn(&Rollout) -> bool) {
+        let api: Api<Rollout> = Api::namespaced(self.client.clone(), "default");
+        self.until(what, || {
+            let api = api.clone();
+            let check = &check;
+            async move { api.get(name).await.is_ok_and(|r| check(&r)) }
+        })
+        .await;
+    }
+
+    /// Waits until the Rollout is in `step`, paused.
+    pub async fn until_paused_at(&self, name: &str, step: i32) {
+        self.until_rollout(name, &format!("step {step} paused"), |r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.canary_status.as_ref())
+                .is_some_and(|c| {
+                    c.current_step_index == step && c.current_step_state == "StepPaused"
+                })
+        })
+        .await;
+    }
+
+    /// Waits until the Rollout is Healthy with its last release finished.
+    pub async fn until_healthy(&self, name: &str) {
+        self.until_rollout(name, "healthy", |r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.phase.as_deref() == Some("Healthy")
+                    && s.canary_status
+                        .as_ref()
+                        .is_some_and(|c| c.current_step_state == "Completed")
+            })
+        })
+        .await;
+    }
+
+    /// GET through the traffic gateway; the body.
+    pub async fn request(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> String {
+        let client: HttpClient<_, Full<Bytes>> =
+            HttpClient::builder(TokioExecutor::new()).build_http();
+        let mut req =
+            hyper::Request::get(format!("{}{path}", self.sim.gateway_url())).header("host", host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = client
+            .request(req.body(Full::new(Bytes::new())).expect("request"))
+            .await
+            .expect("response");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        String::from_utf8_lossy(&body).trim().to_owned()
+    }
+
+    /// How many of `n` requests answered `body`.
+    pub async fn share(&self, host: &str, path: &str, n: u32, body: &str) -> u32 {
+        let mut hits = 0;
+        for _ in 0..n {
+            if self.request(host, path, &[]).await == body {
+                hits += 1;
+            }
+        }
+        hits
+    }
+
+    /// Ready pods running `image`.
+    pub fn ready_pods_with(&self, image: &str) -> usize {
+        self.objects("", "pods")
+            .iter()
+            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+            .filter(|p| {
+                p.pointer("/spec/containers/0/image")
+                    .and_then(Value::as_str)
+                    == Some(image)
+            })
+            .filter(|p| {
+                p.pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+            })
+            .count()
+    }
+}
+
+/// Whether `hits` of `n` is inside the 99.9% interval of a binomial(n, p).
+pub fn within_binomial(hits: u32, n: u32, p: f64) -> bool {
+    let mean = f64::from(n) * p;
+    let sd = (f64::from(n) * p * (1.0 - p)).sqrt();
+    (f64::from(hits) - mean).abs() <= 3.29 * sd
+}
