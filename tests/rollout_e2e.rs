@@ -676,3 +676,31 @@ async fn a_second_rollout_on_the_same_workload_is_refused() {
         .message;
     assert!(msg.contains("This rollout conflict with Rollout(default/echo), one workload only have less than one Rollout"), "{msg}");
 }
+
+#[tokio::test]
+async fn the_demo_replays_the_walkthrough() {
+    let mut out = Vec::new();
+    sluice::demo::run(
+        sluice::demo::DemoOptions {
+            requests: 300,
+            interactive: false,
+        },
+        &mut out,
+    )
+    .await
+    .expect("the demo runs");
+    let text = String::from_utf8(out).expect("utf-8");
+    for want in [
+        "rollout: phase Healthy, step 1 Completed — \"workload deployment is completed\"",
+        "50 x \"Demo: V1\"",
+        "step 1 StepPaused — \"Rollout is in step(1/1), and you need manually confirm to enter the next step\"",
+        "pods ready: 5 x v1, 1 x v2",
+        "Succeeded=False — \"Rollout progressing has been canceled\"",
+        "100 x \"Demo: V1\"",
+        "Succeeded=True — \"Rollout progressing has been completed\"",
+        "100 x \"Demo: V2\"",
+        "canary Service and Ingress removed: yes; stable Service selector unpinned: yes",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}

@@ -274,7 +274,8 @@ fn componentize_turns_an_sdk_core_module_into_a_loadable_component() {
 fn deploy_crds_match_what_the_binary_prints() {
     let out = sluice(&["crds"]);
     assert!(out.status.success(), "{}", text(&out));
-    let file = std::fs::read_to_string(workspace().join("deploy/crds/crds.yaml")).expect("deploy/crds/crds.yaml");
+    let file = std::fs::read_to_string(workspace().join("deploy/crds/crds.yaml"))
+        .expect("deploy/crds/crds.yaml");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         file,

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod demo;
 pub mod kruise;
 pub mod local;
 pub mod rollout;

@@ -44,6 +44,15 @@ pub enum Command {
     Controller(controller::ControllerArgs),
     /// Print the CustomResourceDefinitions Sluice serves, as YAML.
     Crds,
+    /// Replay KubeVela's Kruise Rollout walk-through on the embedded simulator, narrated.
+    Demo {
+        /// Wait for Enter before rolling back and before approving.
+        #[arg(long)]
+        interactive: bool,
+        /// Requests sent to measure the canary's share of traffic.
+        #[arg(long, default_value_t = 1000)]
+        requests: u32,
+    },
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -55,6 +64,10 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args, cli.cache_dir),
         Command::Controller(args) => controller::run(args, cli.cache_dir),
         Command::Crds => controller::print_crds(),
+        Command::Demo {
+            interactive,
+            requests,
+        } => run_demo(interactive, requests),
     };
     match result {
         Ok(code) => code,
@@ -63,6 +76,18 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_demo(interactive: bool, requests: u32) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(crate::demo::run(
+        crate::demo::DemoOptions {
+            requests,
+            interactive,
+        },
+        &mut std::io::stdout(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(format: LogFormat) {
