@@ -61,6 +61,15 @@ pub async fn start_controller(
     sim: &Sim,
     cache_dir: Option<PathBuf>,
 ) -> anyhow::Result<LocalController> {
+    start_controller_with(sim, cache_dir, None).await
+}
+
+/// Like [`start_controller`], serving metrics and health on `metrics_addr`.
+pub async fn start_controller_with(
+    sim: &Sim,
+    cache_dir: Option<PathBuf>,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<LocalController> {
     let client = client(sim)?;
     install_crds(&client).await?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
@@ -72,7 +81,11 @@ pub async fn start_controller(
         let shutdown = async move {
             let _ = stopped.await;
         };
-        if let Err(e) = run(client, ControllerConfig::default(), runtime, shutdown).await {
+        let config = ControllerConfig {
+            metrics_addr,
+            ..ControllerConfig::default()
+        };
+        if let Err(e) = run(client, config, runtime, shutdown).await {
             tracing::error!(error = %e, "controller stopped");
         }
     });

@@ -22,6 +22,7 @@ pub struct Cluster {
     pub sim: Sim,
     pub client: kube::Client,
     controller: Option<LocalController>,
+    metrics_addr: std::net::SocketAddr,
 }
 
 impl Cluster {
@@ -37,14 +38,24 @@ impl Cluster {
         .await
         .expect("simulator");
         let client = local::client(&sim).expect("client");
-        let controller = local::start_controller(&sim, None)
+        // A free port for the controller's metrics: bind, read it, release it.
+        let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port");
+        let controller = local::start_controller_with(&sim, None, Some(metrics_addr))
             .await
             .expect("controller");
         Cluster {
             sim,
             client,
             controller: Some(controller),
+            metrics_addr,
         }
+    }
+
+    /// Where the controller serves /metrics, /healthz, /readyz.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.metrics_addr
     }
 
     /// Stops the controller (to check what it leaves behind).
@@ -256,4 +267,38 @@ pub fn within_binomial(hits: u32, n: u32, p: f64) -> bool {
     let mean = f64::from(n) * p;
     let sd = (f64::from(n) * p * (1.0 - p)).sqrt();
     (f64::from(hits) - mean).abs() <= 3.29 * sd
+}
+
+/// A Deployment manifest of `replicas` pods of `image`, labelled `app: <name>`.
+pub fn deployment_yaml(name: &str, image: &str, replicas: u32) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers: [{{name: {name}, image: "{image}"}}]
+"#
+    )
+}
+
+/// A plain HTTP GET: (status, body).
+pub async fn http_get(url: &str) -> (u16, String) {
+    let client: HttpClient<_, Full<Bytes>> = HttpClient::builder(TokioExecutor::new()).build_http();
+    let resp = client
+        .request(
+            hyper::Request::get(url)
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let code = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (code, String::from_utf8_lossy(&body).into_owned())
 }

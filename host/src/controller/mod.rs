@@ -411,6 +411,22 @@ pub async fn run(
     });
     let deployment_store = store.clone();
     let sts_store = store.clone();
+    let cloneset_store = store.clone();
+    // CloneSets are watched when OpenKruise's CRD is installed.
+    let clonesets: Option<Api<kube::core::DynamicObject>> = {
+        let resource = observe::cloneset_resource();
+        let api: Api<kube::core::DynamicObject> = match &config.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        match api.list(&kube::api::ListParams::default().limit(1)).await {
+            Ok(_) => Some(api),
+            Err(e) => {
+                tracing::info!(error = %e, "CloneSets are not served here; not watching them");
+                None
+            }
+        }
+    };
     let phase_store = store.clone();
     let phase_metrics = metrics.clone();
     tokio::spawn(async move {
@@ -429,6 +445,17 @@ pub async fn run(
         }
     });
     let _ = ready_tx.send(true);
+    let controller = match clonesets {
+        Some(api) => controller.watches_with(
+            api,
+            observe::cloneset_resource(),
+            watcher::Config::default(),
+            move |cs: kube::core::DynamicObject| {
+                rollouts_for(&cloneset_store, cs.namespace(), &[cs.name_any()])
+            },
+        ),
+        None => controller,
+    };
     controller
         .watches(
             deployments,

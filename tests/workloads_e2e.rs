@@ -1,0 +1,436 @@
+//! End-to-end: partition-style releases (CloneSet, StatefulSet), Gateway API routing,
+//! a NodePort Service, and the controller's operational endpoints.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::cluster::{Cluster, within_binomial};
+
+const HOST: &str = "echo.example.com";
+
+fn cloneset(image: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps.kruise.io/v1alpha1
+kind: CloneSet
+metadata: {{name: echo}}
+spec:
+  replicas: 5
+  selector: {{matchLabels: {{app: echo}}}}
+  template:
+    metadata: {{labels: {{app: echo}}}}
+    spec:
+      containers: [{{name: echo, image: "{image}"}}]
+"#
+    )
+}
+
+const SERVICE_AND_INGRESS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: echo}
+spec:
+  rules:
+  - host: echo.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: echo, port: {number: 80}}}}
+"#;
+
+fn rollout(kind: &str, api_version: &str, steps: &str, routing: &str) -> String {
+    format!(
+        r#"
+apiVersion: rollouts.kruise.io/v1alpha1
+kind: Rollout
+metadata: {{name: echo}}
+spec:
+  objectRef: {{workloadRef: {{apiVersion: {api_version}, kind: {kind}, name: echo}}}}
+  strategy:
+    canary:
+      steps: {steps}
+      trafficRoutings: [{routing}]
+"#
+    )
+}
+
+fn partition(c: &Cluster, path: &str) -> Value {
+    c.object("apps.kruise.io", "clonesets", "echo")
+        .and_then(|cs| cs.pointer(path).cloned())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn cloneset_releases_by_partition_with_traffic() {
+    let c = Cluster::start().await;
+    c.apply(&cloneset("barnett/canarydemo:v1")).await;
+    c.apply(SERVICE_AND_INGRESS).await;
+    c.apply(&rollout(
+        "CloneSet",
+        "apps.kruise.io/v1alpha1",
+        "[{weight: 20, pause: {}}, {weight: 60, pause: {}}]",
+        "{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}",
+    ))
+    .await;
+    c.until_healthy("echo").await;
+    c.until("held", || async {
+        partition(&c, "/spec/updateStrategy/partition") == json!("100%")
+    })
+    .await;
+    c.apply(&cloneset("barnett/canarydemo:v2")).await;
+    c.until_paused_at("echo", 1).await;
+    assert_eq!(partition(&c, "/spec/updateStrategy/partition"), json!(4));
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 1);
+    let n = 300;
+    let v2 = c.share(HOST, "/", n, "Demo: V2").await;
+    assert!(within_binomial(v2, n, 0.2), "{v2} of {n} at weight 20");
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    assert_eq!(partition(&c, "/spec/updateStrategy/partition"), json!(2));
+    c.until("three v2 pods", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") == 3
+    })
+    .await;
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+    c.until("all v2", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") == 5
+    })
+    .await;
+    assert!(
+        c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .is_none()
+    );
+    assert!(c.object("", "services", "echo-canary").is_none());
+    c.until("held again", || async {
+        partition(&c, "/spec/updateStrategy/partition") == json!("100%")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cloneset_rollback_reverts_the_updated_pods() {
+    let c = Cluster::start().await;
+    c.apply(&cloneset("barnett/canarydemo:v1")).await;
+    c.apply(SERVICE_AND_INGRESS).await;
+    c.apply(&rollout(
+        "CloneSet",
+        "apps.kruise.io/v1alpha1",
+        "[{weight: 40, pause: {}}]",
+        "{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}",
+    ))
+    .await;
+    c.until_healthy("echo").await;
+    c.until("held", || async {
+        partition(&c, "/spec/updateStrategy/partition") == json!("100%")
+    })
+    .await;
+    c.apply(&cloneset("barnett/canarydemo:v2")).await;
+    c.until_paused_at("echo", 1).await;
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 2);
+    c.apply(&cloneset("barnett/canarydemo:v1")).await;
+    c.until_rollout("echo", "canceled", |r| {
+        r.status.as_ref().and_then(|s| s.message.as_deref())
+            == Some("Rollout progressing has been canceled")
+    })
+    .await;
+    c.until("all v1", || async {
+        c.ready_pods_with("barnett/canarydemo:v1") == 5
+    })
+    .await;
+    assert_eq!(c.share(HOST, "/", 30, "Demo: V1").await, 30);
+}
+
+#[tokio::test]
+async fn statefulset_releases_by_partition() {
+    let c = Cluster::start().await;
+    let sts = |image: &str| {
+        format!(
+            r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: echo}}
+spec:
+  replicas: 4
+  serviceName: echo
+  selector: {{matchLabels: {{app: echo}}}}
+  template:
+    metadata: {{labels: {{app: echo}}}}
+    spec:
+      containers: [{{name: echo, image: "{image}"}}]
+"#
+        )
+    };
+    c.apply(&sts("db:v1")).await;
+    c.apply(&rollout("StatefulSet", "apps/v1", "[{replicas: 1, pause: {}}, {replicas: \"50%\", pause: {}}]", "{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}").replace("      trafficRoutings: [{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}]\n", "")).await;
+    c.until_healthy("echo").await;
+    c.apply(&sts("db:v2")).await;
+    c.until_paused_at("echo", 1).await;
+    c.until("ordinal 3 on v2", || async {
+        c.object("", "pods", "echo-3")
+            .is_some_and(|p| p["spec"]["containers"][0]["image"] == "db:v2")
+            && c.ready_pods_with("db:v2") == 1
+    })
+    .await;
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    c.until("two on v2", || async { c.ready_pods_with("db:v2") == 2 })
+        .await;
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+    c.until("all v2", || async { c.ready_pods_with("db:v2") == 4 })
+        .await;
+}
+
+#[tokio::test]
+async fn gateway_api_httproute_weights() {
+    let c = Cluster::start().await;
+    c.apply(&support::cluster::deployment_yaml(
+        "echo",
+        "barnett/canarydemo:v1",
+        5,
+    ))
+    .await;
+    c.apply(
+        SERVICE_AND_INGRESS
+            .split("\n---")
+            .next()
+            .unwrap_or_default(),
+    )
+    .await;
+    c.apply(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo}
+spec:
+  hostnames: [echo.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: echo, port: 80}]
+"#,
+    )
+    .await;
+    let steps = "[{weight: 20, pause: {}}, {weight: 40, pause: {}}, {weight: 60, pause: {}}, {weight: 80, pause: {}}, {weight: 90, pause: {}}]";
+    c.apply(&rollout(
+        "Deployment",
+        "apps/v1",
+        steps,
+        "{service: echo, gracePeriodSeconds: 0, gateway: {httpRouteName: echo}}",
+    ))
+    .await;
+    c.until_healthy("echo").await;
+    c.until("held", || async {
+        c.deployment("echo").await.spec.paused == Some(true)
+    })
+    .await;
+    c.apply(&support::cluster::deployment_yaml(
+        "echo",
+        "barnett/canarydemo:v2",
+        5,
+    ))
+    .await;
+    for (step, weight) in [20, 40, 60, 80, 90].into_iter().enumerate() {
+        let step = step as i32 + 1;
+        c.until_paused_at("echo", step).await;
+        let route = c
+            .object("gateway.networking.k8s.io", "httproutes", "echo")
+            .expect("route");
+        let refs = route["spec"]["rules"][0]["backendRefs"].clone();
+        assert_eq!(refs[0]["name"], "echo");
+        assert_eq!(refs[0]["weight"], 100 - weight, "step {step}");
+        assert_eq!(refs[1]["name"], "echo-canary");
+        assert_eq!(refs[1]["weight"], weight, "step {step}");
+        c.approve("echo").await;
+    }
+    c.until_healthy("echo").await;
+    let route = c
+        .object("gateway.networking.k8s.io", "httproutes", "echo")
+        .expect("route");
+    assert_eq!(
+        route["spec"]["rules"][0]["backendRefs"],
+        json!([{"name": "echo", "port": 80, "weight": 1}])
+    );
+    assert_eq!(c.share(HOST, "/", 30, "Demo: V2").await, 30);
+}
+
+#[tokio::test]
+async fn a_nodeport_service_gets_a_canary_without_node_ports() {
+    let c = Cluster::start().await;
+    c.apply(&support::cluster::deployment_yaml(
+        "echo",
+        "barnett/canarydemo:v1",
+        5,
+    ))
+    .await;
+    c.apply(&SERVICE_AND_INGRESS.replace(
+        "spec:\n  selector: {app: echo}",
+        "spec:\n  type: NodePort\n  selector: {app: echo}",
+    ))
+    .await;
+    c.apply(&rollout(
+        "Deployment",
+        "apps/v1",
+        "[{weight: 20, pause: {}}]",
+        "{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}",
+    ))
+    .await;
+    c.until_healthy("echo").await;
+    c.until("held", || async {
+        c.deployment("echo").await.spec.paused == Some(true)
+    })
+    .await;
+    c.apply(&support::cluster::deployment_yaml(
+        "echo",
+        "barnett/canarydemo:v2",
+        5,
+    ))
+    .await;
+    c.until_paused_at("echo", 1).await;
+    let stable = c.object("", "services", "echo").expect("stable");
+    let canary = c.object("", "services", "echo-canary").expect("canary");
+    assert_eq!(canary["spec"]["type"], "NodePort");
+    assert_ne!(
+        canary["spec"]["ports"][0]["nodePort"], stable["spec"]["ports"][0]["nodePort"],
+        "the canary gets its own node port"
+    );
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+}
+
+#[tokio::test]
+async fn steps_changed_mid_release_clamp_to_the_new_plan() {
+    let c = Cluster::start().await;
+    c.apply(&support::cluster::deployment_yaml(
+        "echo",
+        "barnett/canarydemo:v1",
+        5,
+    ))
+    .await;
+    c.apply(SERVICE_AND_INGRESS).await;
+    let five = "[{weight: 20, pause: {}}, {weight: 40, pause: {}}, {weight: 60, pause: {}}, {weight: 80, pause: {}}, {weight: 100}]";
+    let routing = "{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}";
+    c.apply(&rollout("Deployment", "apps/v1", five, routing))
+        .await;
+    c.until_healthy("echo").await;
+    c.until("held", || async {
+        c.deployment("echo").await.spec.paused == Some(true)
+    })
+    .await;
+    c.apply(&support::cluster::deployment_yaml(
+        "echo",
+        "barnett/canarydemo:v2",
+        5,
+    ))
+    .await;
+    c.until_paused_at("echo", 1).await;
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    c.approve("echo").await;
+    c.until_paused_at("echo", 3).await;
+    // Now two steps only: step 3 no longer exists, the rollout goes on from the last one.
+    c.apply(&rollout(
+        "Deployment",
+        "apps/v1",
+        "[{weight: 20, pause: {}}, {weight: 50, pause: {}}]",
+        routing,
+    ))
+    .await;
+    c.until_paused_at("echo", 2).await;
+    c.until("50% traffic", || async {
+        c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .is_some_and(|i| {
+                i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] == "50"
+            })
+    })
+    .await;
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+}
+
+#[tokio::test]
+async fn one_of_two_replicas_leads_and_the_other_takes_over_when_the_lease_lapses() {
+    use sluice::controller::leader::{LeaseConfig, try_acquire};
+    let c = Cluster::start().await;
+    let short = |id: &str| {
+        let mut l = LeaseConfig::new("default", "sluice-test", id);
+        l.duration = std::time::Duration::from_secs(1);
+        l
+    };
+    let (a, b) = (short("a"), short("b"));
+    assert!(
+        try_acquire(&c.client, &a).await.expect("a"),
+        "the first replica leads"
+    );
+    assert!(
+        !try_acquire(&c.client, &b).await.expect("b"),
+        "the second waits"
+    );
+    assert!(
+        try_acquire(&c.client, &a).await.expect("a renews"),
+        "the leader renews"
+    );
+    c.until("b takes over once a stops renewing", || async {
+        try_acquire(&c.client, &b).await.unwrap_or(false)
+    })
+    .await;
+    let lease = c
+        .object("coordination.k8s.io", "leases", "sluice-test")
+        .expect("lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "b");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    assert!(
+        !try_acquire(&c.client, &a).await.expect("a"),
+        "a is no longer the leader"
+    );
+}
+
+#[tokio::test]
+async fn the_controller_serves_metrics_and_health() {
+    let c = Cluster::start().await;
+    c.apply(&support::cluster::deployment_yaml(
+        "echo",
+        "barnett/canarydemo:v1",
+        2,
+    ))
+    .await;
+    c.apply(SERVICE_AND_INGRESS).await;
+    c.apply(&rollout(
+        "Deployment",
+        "apps/v1",
+        "[{weight: 50, pause: {}}]",
+        "{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}",
+    ))
+    .await;
+    c.until_healthy("echo").await;
+    c.until("held", || async {
+        c.deployment("echo").await.spec.paused == Some(true)
+    })
+    .await;
+    c.apply(&support::cluster::deployment_yaml(
+        "echo",
+        "barnett/canarydemo:v2",
+        2,
+    ))
+    .await;
+    c.until_paused_at("echo", 1).await;
+    let addr = c.metrics_addr();
+    let health = support::cluster::http_get(&format!("http://{addr}/healthz")).await;
+    assert_eq!(health, (200, "ok".to_owned()));
+    let (code, text) = support::cluster::http_get(&format!("http://{addr}/metrics")).await;
+    assert_eq!(code, 200);
+    for want in [
+        "sluice_reconciles_total{result=\"ok\"}",
+        "sluice_decisions_total{action=\"pause\",module=\"builtin:steps\"}",
+        "sluice_decision_duration_seconds_count",
+        "sluice_reconcile_duration_seconds_count",
+    ] {
+        assert!(text.contains(want), "missing {want} in\n{text}");
+    }
+}
