@@ -704,3 +704,62 @@ async fn the_demo_replays_the_walkthrough() {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn the_kubevela_trait_legacy_type_nginx_routes_through_the_ingress_named_like_the_service() {
+    let c = Cluster::start().await;
+    c.apply(&app("barnett/canarydemo:v1", 5)).await;
+    c.apply(&rollout("[{weight: 20, pause: {}}]").replace(
+        "{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}",
+        "{service: echo, gracePeriodSeconds: 0, type: nginx}",
+    ))
+    .await;
+    c.until_healthy("echo").await;
+    c.until("held", || async {
+        c.deployment("echo").await.spec.paused == Some(true)
+    })
+    .await;
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until_paused_at("echo", 1).await;
+    assert_eq!(canary_weight(&c).as_deref(), Some("20"));
+}
+
+#[tokio::test]
+async fn the_traffic_routing_cannot_change_mid_release() {
+    let c = Cluster::start().await;
+    v1_healthy(&c, "[{weight: 20, pause: {}}]", 3).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 3)).await;
+    c.until_paused_at("echo", 1).await;
+    c.apply(
+        &rollout("[{weight: 20, pause: {}}]")
+            .replace("ingress: {name: echo}", "ingress: {name: other}"),
+    )
+    .await;
+    c.until_rollout("echo", "invalid", |r| {
+        condition(r, "Valid").is_some_and(|(s, _)| s == "False")
+    })
+    .await;
+    let r = c.rollout("echo").await;
+    let msg = r
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|x| x.type_ == "Valid")
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains("cannot change while the rollout is progressing"),
+        "{msg}"
+    );
+    assert_eq!(
+        canary_weight(&c).as_deref(),
+        Some("20"),
+        "the release is left as it was"
+    );
+    c.apply(&rollout("[{weight: 20, pause: {}}]")).await;
+    c.until_rollout("echo", "valid again", |r| condition(r, "Valid").is_none())
+        .await;
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+}
