@@ -281,20 +281,13 @@ pub fn stage(o: &Observed) -> Stage {
         } else {
             Ending::Cancel
         }),
-        Some(reason::ABORTED) => {
+        Some(r) => {
             if !w.has_new_template() {
                 Stage::Rollback
             } else if template_moved_on(o, w) {
                 Stage::Continuous
-            } else {
+            } else if r == reason::ABORTED {
                 Stage::Aborted
-            }
-        }
-        Some(_) => {
-            if !w.has_new_template() {
-                Stage::Rollback
-            } else if template_moved_on(o, w) {
-                Stage::Continuous
             } else {
                 Stage::Rolling
             }

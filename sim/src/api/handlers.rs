@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::patch::{PatchKind, apply_patch};
 use super::path::{self, Route, Target};
-use super::selector::{FieldSelector, LabelSelector};
+use super::selector::LabelSelector;
 use super::watch::{self, Filter};
 use super::{ApiState, Request, discovery, json_response, parse_body, table};
 use crate::error::ApiError;
@@ -50,28 +50,18 @@ fn resource(
         target.name.as_deref(),
         target.subresource.as_deref(),
     ) {
-        (&Method::GET, None, _) if request.flag("watch") => watch::watch(
-            store.clone(),
-            Filter {
+        (&Method::GET, None, _) if request.flag("watch") => {
+            let (labels, fields) = request.selectors()?;
+            let filter = Filter {
                 res,
                 ty: ty.clone(),
                 namespace: target.namespace.clone(),
-                labels: LabelSelector::parse(
-                    request
-                        .query
-                        .get("labelSelector")
-                        .map_or("", String::as_str),
-                )?,
-                fields: FieldSelector::parse(
-                    request
-                        .query
-                        .get("fieldSelector")
-                        .map_or("", String::as_str),
-                )?,
+                labels,
+                fields,
                 table: request.wants_table(),
-            },
-            request,
-        ),
+            };
+            watch::watch(store.clone(), filter, request)
+        }
         (&Method::GET, None, _) => list(store, ty, &res, target.namespace.as_deref(), request),
         (&Method::POST, None, _) => {
             let object = create(store, ty, &ns, parse_body(request)?)?;
@@ -141,18 +131,7 @@ fn list(
     ns: Option<&str>,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let labels = LabelSelector::parse(
-        request
-            .query
-            .get("labelSelector")
-            .map_or("", String::as_str),
-    )?;
-    let fields = FieldSelector::parse(
-        request
-            .query
-            .get("fieldSelector")
-            .map_or("", String::as_str),
-    )?;
+    let (labels, fields) = request.selectors()?;
     let snapshot = store.list(res, ns);
     let after = match request.query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => Some(decode_continue(token)?),
@@ -590,18 +569,7 @@ fn delete_collection(
     ns: Option<&str>,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let labels = LabelSelector::parse(
-        request
-            .query
-            .get("labelSelector")
-            .map_or("", String::as_str),
-    )?;
-    let fields = FieldSelector::parse(
-        request
-            .query
-            .get("fieldSelector")
-            .map_or("", String::as_str),
-    )?;
+    let (labels, fields) = request.selectors()?;
     let snapshot = store.list(res, ns);
     let mut deleted = Vec::new();
     for object in snapshot

@@ -102,6 +102,17 @@ impl Request {
         matches!(self.query.get(name).map(String::as_str), Some("true" | "1"))
     }
 
+    /// The `labelSelector` and `fieldSelector` of a list or watch.
+    pub fn selectors(
+        &self,
+    ) -> Result<(selector::LabelSelector, selector::FieldSelector), ApiError> {
+        let get = |k: &str| self.query.get(k).map_or("", String::as_str);
+        Ok((
+            selector::LabelSelector::parse(get("labelSelector"))?,
+            selector::FieldSelector::parse(get("fieldSelector"))?,
+        ))
+    }
+
     /// Whether the client asked for a `Table` (as `kubectl get` does).
     pub fn wants_table(&self) -> bool {
         self.header("accept").contains("as=Table")
