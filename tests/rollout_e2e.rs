@@ -618,7 +618,7 @@ async fn a_failing_strategy_pauses_its_rollout_only() {
     c.apply(&deployment("barnett/canarydemo:v2", 3)).await;
     c.until_rollout("echo", "strategy failed", |r| {
         condition(r, "StrategyReady")
-            .is_some_and(|(s, reason)| s == "False" && reason == "ModuleNotAvailable")
+            .is_some_and(|(s, reason)| s == "False" && reason == "ModuleNotFound")
     })
     .await;
     assert!(

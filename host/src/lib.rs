@@ -6,6 +6,7 @@ pub mod controller;
 pub mod demo;
 pub mod kruise;
 pub mod local;
+pub mod modules;
 pub mod rollout;
 pub mod scenario;
 pub mod strategy;

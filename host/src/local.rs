@@ -46,7 +46,11 @@ pub fn client(sim: &Sim) -> anyhow::Result<kube::Client> {
 /// Installs Sluice's CRDs.
 pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [Rollout::crd()] {
+    for crd in [
+        Rollout::crd(),
+        crate::modules::StrategyModule::crd(),
+        crate::modules::ClusterStrategyModule::crd(),
+    ] {
         match crds.create(&PostParams::default(), &crd).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}

@@ -76,8 +76,12 @@ impl Cluster {
             let kind = value["kind"].as_str().expect("kind");
             let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
             let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(self.client.clone(), "default", &resource);
+            let ns = value["metadata"]["namespace"].as_str().unwrap_or("default");
+            let api: Api<DynamicObject> = if matches!(kind, "Namespace" | "ClusterStrategyModule") {
+                Api::all_with(self.client.clone(), &resource)
+            } else {
+                Api::namespaced_with(self.client.clone(), ns, &resource)
+            };
             let name = value["metadata"]["name"].as_str().expect("name").to_owned();
             api.patch(
                 &name,

@@ -86,7 +86,11 @@ pub fn run(args: ControllerArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
 
 /// The CRDs as one YAML stream.
 pub fn crds_yaml() -> anyhow::Result<String> {
-    let crds = [Rollout::crd()];
+    let crds = [
+        Rollout::crd(),
+        crate::modules::StrategyModule::crd(),
+        crate::modules::ClusterStrategyModule::crd(),
+    ];
     let mut out = String::new();
     for crd in &crds {
         out.push_str("---\n");

@@ -9,16 +9,17 @@ pub mod apply;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod module_status;
 pub mod observe;
 pub mod observed;
 pub mod plan;
 pub mod status;
 pub mod traffic;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -35,7 +36,8 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::kruise::v1alpha1::Rollout;
-use crate::strategy::{CompiledModule, Grants, Limits, ModuleRef, NoMetrics, Runtime, Strategy};
+use crate::modules::ResolvedModule;
+use crate::strategy::{NoMetrics, Runtime, Strategy};
 use error::Error;
 use metrics::ControllerMetrics;
 use plan::Decided;
@@ -75,65 +77,49 @@ impl Default for ControllerConfig {
 pub struct Context {
     client: kube::Client,
     runtime: Arc<Runtime>,
-    modules: Mutex<HashMap<String, Arc<CompiledModule>>>,
     recorder: Recorder,
     metrics: Arc<ControllerMetrics>,
     rollouts: Store<Rollout>,
 }
 
 impl Context {
-    /// Loads (once) the module a Rollout names.
-    fn module(&self, name: &str) -> Result<Arc<CompiledModule>, String> {
-        if let Some(m) = self
-            .modules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
-            return Ok(m.clone());
-        }
-        let reference: ModuleRef = name.parse().unwrap_or(ModuleRef::Builtin(String::new()));
-        if !reference.is_builtin() {
-            return Err(format!(
-                "{MODULE_ANNOTATION}: {name:?} is not a module this controller can load; name a built-in module such as {DEFAULT_MODULE}"
-            ));
-        }
-        let bytes = reference
-            .read()
-            .map_err(|e| format!("{MODULE_ANNOTATION}: {e}"))?;
-        let module = self.runtime.load(&bytes).map_err(|e| e.to_string())?;
-        self.modules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), module.clone());
-        Ok(module)
-    }
-
     /// Runs the Rollout's strategy on `input`, off the async threads.
-    async fn decide(&self, module_name: &str, input: crate::strategy::Observation) -> Decided {
-        let module = match self.module(module_name) {
-            Ok(m) => m,
-            Err(message) => {
+    async fn decide(
+        &self,
+        resolved: Result<ResolvedModule, (String, String)>,
+        module_name: &str,
+        input: crate::strategy::Observation,
+    ) -> Decided {
+        let resolved = match resolved {
+            Ok(r) => r,
+            Err((reason, message)) => {
                 return Decided::Failed {
                     module: module_name.to_owned(),
-                    reason: "ModuleNotAvailable".into(),
+                    reason,
                     message,
                 };
             }
         };
-        let digest = module.digest().to_owned();
-        let strategy = Strategy::new(module, Limits::default(), Grants::all());
         let runtime = self.runtime.clone();
         let started = Instant::now();
         let outcome = tokio::task::spawn_blocking(move || {
+            let loaded = match &resolved.pin {
+                Some(pin) => runtime.load_pinned(&resolved.bytes, pin),
+                None => runtime.load(&resolved.bytes),
+            };
+            let module = loaded.map_err(|e| ("ModuleNotLoadable".to_owned(), e.to_string()))?;
+            let digest = module.digest().to_owned();
+            let strategy = Strategy::new(module, resolved.limits.clone(), resolved.grants.clone());
             runtime
                 .validate_config(&strategy, &input.config)
                 .and_then(|()| runtime.decide(&strategy, &input, Arc::new(NoMetrics)))
+                .map(|d| (d, digest))
+                .map_err(|e| (e.reason().to_owned(), e.to_string()))
         })
         .await;
         let took = started.elapsed();
         match outcome {
-            Ok(Ok(decision)) => {
+            Ok(Ok((decision, digest))) => {
                 self.metrics
                     .decided(decision.action.name(), module_name, took);
                 Decided::Decision {
@@ -142,12 +128,12 @@ impl Context {
                     digest,
                 }
             }
-            Ok(Err(e)) => {
+            Ok(Err((reason, message))) => {
                 self.metrics.decided("error", module_name, took);
                 Decided::Failed {
                     module: module_name.to_owned(),
-                    reason: e.reason().to_owned(),
-                    message: e.to_string(),
+                    reason,
+                    message,
                 }
             }
             Err(join) => Decided::Failed {
@@ -184,7 +170,10 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
             .cloned()
             .unwrap_or_default();
         let decided = match plan::strategy_input(&observed, &config) {
-            Some(input) => Some(ctx.decide(&module_name, input).await),
+            Some(input) => {
+                let resolved = crate::modules::resolve(&ctx.client, &ns, &module_name).await;
+                Some(ctx.decide(resolved, &module_name, input).await)
+            }
             None => None,
         };
         let plan = plan::plan(&observed, decided.as_ref());
@@ -310,6 +299,28 @@ fn rollouts_for(
         .collect()
 }
 
+/// Rollouts of `ns` whose strategy annotation names one of `modules`.
+fn rollouts_using(
+    store: &Store<Rollout>,
+    ns: Option<String>,
+    modules: &[String],
+) -> Vec<ObjectRef<Rollout>> {
+    if modules.is_empty() {
+        return Vec::new();
+    }
+    store
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == ns)
+        .filter(|r| {
+            r.annotations()
+                .get(MODULE_ANNOTATION)
+                .is_some_and(|m| modules.contains(m))
+        })
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect()
+}
+
 /// Runs the controller until `shutdown` completes (or leadership is lost).
 pub async fn run(
     client: kube::Client,
@@ -403,8 +414,7 @@ pub async fn run(
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        runtime,
-        modules: Mutex::new(HashMap::new()),
+        runtime: runtime.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         rollouts: store.clone(),
@@ -445,6 +455,35 @@ pub async fn run(
         }
     });
     let _ = ready_tx.send(true);
+    tokio::spawn(module_status::run(
+        client.clone(),
+        runtime.clone(),
+        config.namespace.clone(),
+    ));
+    // A module's new version (its object or its ConfigMap) reaches the Rollouts using
+    // it at once, not at their next recheck.
+    let modules_api: Api<crate::modules::StrategyModule> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let modules_served = modules_api
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .is_ok();
+    let (module_store, module_writer) =
+        kube::runtime::reflector::store::<crate::modules::StrategyModule>();
+    if modules_served {
+        let reflector = kube::runtime::reflector(
+            module_writer,
+            watcher(modules_api.clone(), watcher::Config::default()),
+        );
+        tokio::spawn(async move {
+            use kube::runtime::WatchStreamExt;
+            reflector.applied_objects().for_each(|_| async {}).await;
+        });
+    }
+    let configmap_rollouts = store.clone();
+    let module_rollouts = store.clone();
     let controller = match clonesets {
         Some(api) => controller.watches_with(
             api,
@@ -455,6 +494,43 @@ pub async fn run(
             },
         ),
         None => controller,
+    };
+    let controller = if modules_served {
+        let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> = match &config.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        controller
+            .watches(
+                modules_api,
+                watcher::Config::default(),
+                move |m: crate::modules::StrategyModule| {
+                    rollouts_using(&module_rollouts, m.namespace(), &[m.name_any()])
+                },
+            )
+            .watches(
+                configmaps,
+                watcher::Config::default(),
+                move |cm: k8s_openapi::api::core::v1::ConfigMap| {
+                    let ns = cm.namespace();
+                    let names: Vec<String> = module_store
+                        .state()
+                        .iter()
+                        .filter(|m| {
+                            m.namespace() == ns
+                                && m.spec
+                                    .source
+                                    .config_map
+                                    .as_ref()
+                                    .is_some_and(|s| s.name == cm.name_any())
+                        })
+                        .map(|m| m.name_any())
+                        .collect();
+                    rollouts_using(&configmap_rollouts, ns, &names)
+                },
+            )
+    } else {
+        controller
     };
     controller
         .watches(

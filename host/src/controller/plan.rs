@@ -1079,11 +1079,12 @@ fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         .canary_status
         .clone()
         .unwrap_or_else(|| fresh_canary_status(o, w));
+    let by = format!("{module} {}", &digest[..digest.len().min(12)]);
     if next.step != progress.step {
         p.notes.push(Note::normal(
             "Progressing",
             format!(
-                "step {} of {steps_total}: {} canary pods, traffic {}",
+                "step {} of {steps_total}: {} canary pods, traffic {} (decided by {by})",
                 next.step,
                 pods,
                 describe_traffic(&decision.target.traffic)
@@ -1092,7 +1093,7 @@ fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
     } else if next.state != progress.state {
         p.notes.push(Note::normal(
             "Progressing",
-            format!("step {} {}", next.step, next.state),
+            format!("step {} {} (decided by {by})", next.step, next.state),
         ));
     }
     if decision.action.name() != previous_action && matches!(decision.action, Action::Pause { .. })

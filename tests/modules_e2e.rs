@@ -1,0 +1,273 @@
+//! End-to-end: strategy modules as cluster objects — a module published in a
+//! ConfigMap, swapped while a rollout is paused, kept to its namespace, pinned.
+
+mod support;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sluice::kruise::v1alpha1::Rollout;
+use support::cluster::Cluster;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn configmap(ns: &str, name: &str, bytes: &[u8]) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\nbinaryData:\n  module.wasm: {}\n",
+        b64(bytes)
+    )
+}
+
+fn module(ns: &str, name: &str, configmap: &str, pin: Option<&str>) -> String {
+    let pin = pin
+        .map(|p| format!(", sha256: \"{p}\""))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: StrategyModule\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  source: {{configMap: {{name: {configmap}, key: module.wasm}}{pin}}}\n  capabilities: {{log: true}}\n"
+    )
+}
+
+fn app_and_rollout(module: &str, config: Option<&str>, steps: &str) -> String {
+    let config = config
+        .map(|c| format!("\n    strategy.sluice.dev/config: '{c}'"))
+        .unwrap_or_default();
+    format!(
+        r#"
+{}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo}}
+spec:
+  selector: {{app: echo}}
+  ports: [{{port: 80}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: echo}}
+spec:
+  rules:
+  - host: echo.example.com
+    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: echo, port: {{number: 80}}}}}}}}]}}
+---
+apiVersion: rollouts.kruise.io/v1alpha1
+kind: Rollout
+metadata:
+  name: echo
+  annotations:
+    strategy.sluice.dev/module: {module}{config}
+spec:
+  objectRef: {{workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: echo}}}}
+  strategy:
+    canary:
+      steps: {steps}
+      trafficRoutings: [{{service: echo, gracePeriodSeconds: 0, ingress: {{name: echo}}}}]
+"#,
+        support::cluster::deployment_yaml("echo", "barnett/canarydemo:v1", 5)
+    )
+}
+
+fn sha(bytes: &[u8]) -> String {
+    sluice::strategy::cache::sha256_hex(bytes)
+}
+
+fn module_status(c: &Cluster, ns: &str, name: &str) -> Value {
+    c.sim
+        .store()
+        .get(
+            &sluice_sim::store::ResKey::new("sluice.dev", "strategymodules"),
+            ns,
+            name,
+        )
+        .and_then(|m| m.get("status").cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn strategy_status(r: &Rollout) -> (String, String) {
+    r.status
+        .as_ref()
+        .and_then(|s| s.strategy.as_ref())
+        .map(|s| (s.module.clone(), s.digest.clone()))
+        .unwrap_or_default()
+}
+
+fn strategy_condition(r: &Rollout) -> Option<(String, String, String)> {
+    r.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "StrategyReady")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn release_v2(c: &Cluster) {
+    c.until_healthy("echo").await;
+    c.until("held", || async {
+        c.deployment("echo").await.spec.paused == Some(true)
+    })
+    .await;
+    c.apply(&support::cluster::deployment_yaml(
+        "echo",
+        "barnett/canarydemo:v2",
+        5,
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_configmap_module_drives_a_release_and_its_digest_is_recorded() {
+    let c = Cluster::start().await;
+    let bytes = sluice_test_guests::DOUBLING;
+    c.apply(&configmap("default", "doubling", bytes)).await;
+    c.apply(&module(
+        "default",
+        "doubling",
+        "doubling",
+        Some(&sha(bytes)),
+    ))
+    .await;
+    c.until("the module is ready", || async {
+        module_status(&c, "default", "doubling")["ready"] == true
+    })
+    .await;
+    let status = module_status(&c, "default", "doubling");
+    assert_eq!(status["digest"], sha(bytes));
+    assert_eq!(status["contractVersion"], "0.1.0");
+    assert_eq!(status["exports"], json!(["sluice:strategy/strategy@0.1.0"]));
+
+    c.apply(&app_and_rollout(
+        "doubling",
+        Some(r#"{"start": 20, "interval": 0}"#),
+        "[{weight: 1}, {weight: 1}, {weight: 1}]",
+    ))
+    .await;
+    release_v2(&c).await;
+    // No approvals: the module advances by itself, 20% then 40% then 100%.
+    c.until_rollout("echo", "completed by the module", |r| {
+        r.status.as_ref().and_then(|s| s.message.as_deref())
+            == Some("Rollout progressing has been completed")
+    })
+    .await;
+    let r = c.rollout("echo").await;
+    assert_eq!(strategy_status(&r), ("doubling".to_owned(), sha(bytes)));
+    c.until("all v2", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") == 5
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn swapping_a_module_takes_effect_at_the_next_decision() {
+    let c = Cluster::start().await;
+    let steps = sluice::strategy::builtin::builtin("steps").expect("steps");
+    c.apply(&configmap("default", "team-strategy", steps)).await;
+    c.apply(&module("default", "team", "team-strategy", None))
+        .await;
+    c.apply(&app_and_rollout(
+        "team",
+        None,
+        "[{weight: 20, pause: {}}, {weight: 40, pause: {}}]",
+    ))
+    .await;
+    release_v2(&c).await;
+    c.until_paused_at("echo", 1).await;
+    assert_eq!(strategy_status(&c.rollout("echo").await).1, sha(steps));
+
+    // A new version of the module, published while the rollout waits: no restart.
+    let hostile = sluice_test_guests::HOSTILE;
+    c.apply(&configmap("default", "team-strategy", hostile))
+        .await;
+    c.until_rollout("echo", "the new module decided", |r| {
+        strategy_status(r).1 == sha(hostile)
+    })
+    .await;
+    let r = c.rollout("echo").await;
+    assert!(
+        r.status
+            .unwrap()
+            .message
+            .unwrap_or_default()
+            .starts_with("good at"),
+        "the new module's message"
+    );
+}
+
+#[tokio::test]
+async fn a_rollout_cannot_use_another_namespaces_module() {
+    let c = Cluster::start().await;
+    c.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n")
+        .await;
+    let bytes = sluice_test_guests::DOUBLING;
+    c.apply(&configmap("team-b", "m", bytes)).await;
+    c.apply(&module("team-b", "theirs", "m", None)).await;
+    c.apply(&app_and_rollout(
+        "team-b/theirs",
+        None,
+        "[{weight: 20, pause: {}}]",
+    ))
+    .await;
+    release_v2(&c).await;
+    c.until_rollout("echo", "refused", |r| {
+        strategy_condition(r)
+            .is_some_and(|(s, reason, _)| s == "False" && reason == "ModuleNotFound")
+    })
+    .await;
+    let (_, _, message) = strategy_condition(&c.rollout("echo").await).unwrap();
+    assert!(
+        message.contains("StrategyModules of its own namespace only"),
+        "{message}"
+    );
+    c.patch(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        "echo",
+        json!({"metadata": {"annotations": {"strategy.sluice.dev/module": "theirs"}}}),
+    )
+    .await;
+    c.until_rollout("echo", "not found here", |r| {
+        strategy_condition(r).is_some_and(|(_, _, m)| {
+            m.contains("StrategyModule default/theirs does not exist in the Rollout's namespace")
+        })
+    })
+    .await;
+    assert_eq!(
+        c.ready_pods_with("barnett/canarydemo:v2"),
+        0,
+        "nothing ran without a module"
+    );
+}
+
+#[tokio::test]
+async fn a_digest_mismatch_is_refused_naming_both_digests() {
+    let c = Cluster::start().await;
+    let bytes = sluice_test_guests::DOUBLING;
+    let wrong = "0".repeat(64);
+    c.apply(&configmap("default", "m", bytes)).await;
+    c.apply(&module("default", "pinned", "m", Some(&wrong)))
+        .await;
+    c.until("the module is refused", || async {
+        module_status(&c, "default", "pinned")["reason"] == "DigestMismatch"
+    })
+    .await;
+    let message = module_status(&c, "default", "pinned")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains(&wrong) && message.contains(&sha(bytes)),
+        "{message}"
+    );
+    c.apply(&app_and_rollout(
+        "pinned",
+        None,
+        "[{weight: 20, pause: {}}]",
+    ))
+    .await;
+    release_v2(&c).await;
+    c.until_rollout("echo", "paused on the module", |r| {
+        strategy_condition(r).is_some_and(|(s, _, _)| s == "False")
+    })
+    .await;
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 0);
+}
