@@ -7,6 +7,7 @@ pub mod demo;
 pub mod kruise;
 pub mod local;
 pub mod modules;
+pub mod providers;
 pub mod rollout;
 pub mod scenario;
 pub mod strategy;

@@ -65,7 +65,7 @@ pub async fn start_controller(
     sim: &Sim,
     cache_dir: Option<PathBuf>,
 ) -> anyhow::Result<LocalController> {
-    start_controller_with(sim, cache_dir, None).await
+    start_controller_with(sim, cache_dir, None, Vec::new()).await
 }
 
 /// Like [`start_controller`], serving metrics and health on `metrics_addr`.
@@ -73,6 +73,7 @@ pub async fn start_controller_with(
     sim: &Sim,
     cache_dir: Option<PathBuf>,
     metrics_addr: Option<std::net::SocketAddr>,
+    providers: Vec<crate::providers::ProviderConfig>,
 ) -> anyhow::Result<LocalController> {
     let client = client(sim)?;
     install_crds(&client).await?;
@@ -87,6 +88,7 @@ pub async fn start_controller_with(
         };
         let config = ControllerConfig {
             metrics_addr,
+            providers,
             ..ControllerConfig::default()
         };
         if let Err(e) = run(client, config, runtime, shutdown).await {

@@ -28,6 +28,14 @@ pub struct Cluster {
 impl Cluster {
     /// A cluster whose pods are ready 20 ms after creation, with the controller running.
     pub async fn start() -> Cluster {
+        Cluster::start_with(|_| Vec::new()).await
+    }
+
+    /// Like [`Cluster::start`], with the metric providers `providers` returns once the
+    /// simulator runs (so they can point at it).
+    pub async fn start_with(
+        providers: impl FnOnce(&Sim) -> Vec<sluice::providers::ProviderConfig>,
+    ) -> Cluster {
         let sim = Sim::start(SimConfig {
             pods: PodBehaviour {
                 ready_delay: Duration::from_millis(20),
@@ -38,11 +46,12 @@ impl Cluster {
         .await
         .expect("simulator");
         let client = local::client(&sim).expect("client");
+        let providers = providers(&sim);
         // A free port for the controller's metrics: bind, read it, release it.
         let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port");
-        let controller = local::start_controller_with(&sim, None, Some(metrics_addr))
+        let controller = local::start_controller_with(&sim, None, Some(metrics_addr), providers)
             .await
             .expect("controller");
         Cluster {
@@ -305,4 +314,23 @@ pub async fn http_get(url: &str) -> (u16, String) {
     let code = resp.status().as_u16();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A GET with a Host header; the status (0 when the request failed).
+pub async fn http_get_host(url: &str, host: &str) -> u16 {
+    let client: HttpClient<_, Full<Bytes>> = HttpClient::builder(TokioExecutor::new()).build_http();
+    let Ok(req) = hyper::Request::get(url)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+    else {
+        return 0;
+    };
+    match client.request(req).await {
+        Ok(resp) => {
+            let code = resp.status().as_u16();
+            let _ = resp.into_body().collect().await;
+            code
+        }
+        Err(_) => 0,
+    }
 }

@@ -38,6 +38,15 @@ pub struct ControllerArgs {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// A metric provider modules may query: NAME=URL of a Prometheus-compatible API (repeat).
+    #[arg(long = "metric-provider")]
+    pub providers: Vec<crate::providers::ProviderConfig>,
+    /// How long one metric query may take.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub metric_timeout: std::time::Duration,
+    /// A bearer token for the providers, read from this file (e.g. a mounted Secret).
+    #[arg(long)]
+    pub metric_token_file: Option<PathBuf>,
 }
 
 /// A kube client from a kubeconfig file, or inferred.
@@ -75,6 +84,26 @@ pub fn run(args: ControllerArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
                 .then(|| LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)),
             metrics_addr: Some(args.metrics_addr),
             reporter: "sluice".into(),
+            providers: {
+                let token = match &args.metric_token_file {
+                    Some(path) => Some(
+                        std::fs::read_to_string(path)
+                            .with_context(|| format!("reading {}", path.display()))?
+                            .trim()
+                            .to_owned(),
+                    ),
+                    None => None,
+                };
+                args.providers
+                    .iter()
+                    .cloned()
+                    .map(|mut p| {
+                        p.timeout = args.metric_timeout;
+                        p.token = token.clone();
+                        p
+                    })
+                    .collect()
+            },
         };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

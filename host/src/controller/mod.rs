@@ -37,7 +37,7 @@ use tracing::Instrument;
 
 use crate::kruise::v1alpha1::Rollout;
 use crate::modules::ResolvedModule;
-use crate::strategy::{NoMetrics, Runtime, Strategy};
+use crate::strategy::{Runtime, Strategy};
 use error::Error;
 use metrics::ControllerMetrics;
 use plan::Decided;
@@ -60,6 +60,8 @@ pub struct ControllerConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// The name events are reported under.
     pub reporter: String,
+    /// Metric providers modules may query (as granted).
+    pub providers: Vec<crate::providers::ProviderConfig>,
 }
 
 impl Default for ControllerConfig {
@@ -69,6 +71,7 @@ impl Default for ControllerConfig {
             lease: None,
             metrics_addr: None,
             reporter: "sluice".into(),
+            providers: Vec::new(),
         }
     }
 }
@@ -77,6 +80,7 @@ impl Default for ControllerConfig {
 pub struct Context {
     client: kube::Client,
     runtime: Arc<Runtime>,
+    providers: Arc<Vec<crate::providers::ProviderConfig>>,
     recorder: Recorder,
     metrics: Arc<ControllerMetrics>,
     rollouts: Store<Rollout>,
@@ -101,6 +105,11 @@ impl Context {
             }
         };
         let runtime = self.runtime.clone();
+        // One cache of metric answers per reconcile.
+        let metrics = Arc::new(crate::providers::ProviderMetrics::new(
+            self.providers.clone(),
+            tokio::runtime::Handle::current(),
+        ));
         let started = Instant::now();
         let outcome = tokio::task::spawn_blocking(move || {
             let loaded = match &resolved.pin {
@@ -112,7 +121,7 @@ impl Context {
             let strategy = Strategy::new(module, resolved.limits.clone(), resolved.grants.clone());
             runtime
                 .validate_config(&strategy, &input.config)
-                .and_then(|()| runtime.decide(&strategy, &input, Arc::new(NoMetrics)))
+                .and_then(|()| runtime.decide(&strategy, &input, metrics))
                 .map(|d| (d, digest))
                 .map_err(|e| (e.reason().to_owned(), e.to_string()))
         })
@@ -415,6 +424,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client: client.clone(),
         runtime: runtime.clone(),
+        providers: Arc::new(config.providers.clone()),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         rollouts: store.clone(),

@@ -18,7 +18,8 @@ fn main() {
 
     let pure = GuestBuild::new(&workspace, PURE_TARGET)
         .package("doubling-strategy")
-        .package("hostile-strategy");
+        .package("hostile-strategy")
+        .package("metrics-gate-strategy");
     pure.watch(&[
         "examples/strategies",
         "tests/guests/hostile",
@@ -33,7 +34,7 @@ fn main() {
         cores[0].display().to_string()
     )
     .unwrap();
-    for (core, name) in cores.iter().zip(["DOUBLING", "HOSTILE"]) {
+    for (core, name) in cores.iter().zip(["DOUBLING", "HOSTILE", "METRICS_GATE"]) {
         let path = out.join(format!("{}.wasm", name.to_lowercase()));
         componentize_file(core, &path).unwrap_or_else(|e| panic!("{e}"));
         writeln!(
