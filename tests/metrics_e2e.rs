@@ -157,7 +157,10 @@ async fn cluster_with_prometheus() -> (Cluster, Prometheus) {
     let c = Cluster::start_with(|sim| {
         let (p, provider) = start_prometheus(sim.gateway_addr());
         prometheus = Some(p);
-        vec![provider]
+        sluice::controller::ControllerConfig {
+            providers: vec![provider],
+            ..Default::default()
+        }
     })
     .await;
     (c, prometheus.expect("prometheus"))

@@ -271,3 +271,180 @@ async fn a_digest_mismatch_is_refused_naming_both_digests() {
     .await;
     assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 0);
 }
+
+/// An HTTPS server with its own CA, serving one module at `/module.wasm`.
+struct HttpsServer {
+    url: String,
+    ca_file: tempfile::NamedTempFile,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn https_server(module: &'static [u8]) -> HttpsServer {
+    use std::io::Write;
+    use std::sync::Arc;
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sluice test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("params");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let cert = params.signed_by(&key, &issuer).expect("cert");
+    let mut ca_file = tempfile::NamedTempFile::new().expect("ca file");
+    ca_file.write_all(ca.pem().as_bytes()).expect("write ca");
+
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let url = format!(
+        "https://localhost:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let (code, body) = if req.uri().path() == "/module.wasm" {
+                            (200, bytes::Bytes::from_static(module))
+                        } else {
+                            (404, bytes::Bytes::from_static(b"not found"))
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(code)
+                                .body(http_body_util::Full::new(body))
+                                .expect("response"),
+                        )
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    HttpsServer { url, ca_file, task }
+}
+
+fn url_module(name: &str, url: &str, pin: &str) -> String {
+    format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: StrategyModule\nmetadata: {{name: {name}}}\nspec:\n  source: {{url: \"{url}\", sha256: \"{pin}\"}}\n"
+    )
+}
+
+#[tokio::test]
+async fn an_https_module_with_a_pinned_digest_loads_through_the_configured_ca() {
+    let bytes = sluice_test_guests::DOUBLING;
+    let server = https_server(bytes).await;
+    let ca = server.ca_file.path().to_path_buf();
+    let c = Cluster::start_with(|_| sluice::controller::ControllerConfig {
+        module_ca: Some(ca),
+        ..Default::default()
+    })
+    .await;
+    c.apply(&url_module(
+        "fetched",
+        &format!("{}/module.wasm", server.url),
+        &sha(bytes),
+    ))
+    .await;
+    c.until("the module is ready", || async {
+        module_status(&c, "default", "fetched")["ready"] == true
+    })
+    .await;
+    assert_eq!(
+        module_status(&c, "default", "fetched")["digest"],
+        sha(bytes)
+    );
+
+    let wrong = "1".repeat(64);
+    c.apply(&url_module(
+        "mismatched",
+        &format!("{}/module.wasm", server.url),
+        &wrong,
+    ))
+    .await;
+    c.until("the mismatch is reported", || async {
+        module_status(&c, "default", "mismatched")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&wrong) && m.contains(&sha(bytes)))
+    })
+    .await;
+
+    // (A pin already downloaded is served from the cache: this one never was.)
+    c.apply(&url_module(
+        "missing",
+        &format!("{}/nothing.wasm", server.url),
+        &"2".repeat(64),
+    ))
+    .await;
+    c.until("the 404 is reported", || async {
+        module_status(&c, "default", "missing")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("404"))
+    })
+    .await;
+
+    // A Rollout uses the downloaded module like any other.
+    c.apply(&app_and_rollout(
+        "fetched",
+        Some(r#"{"start": 50, "interval": 0}"#),
+        "[{weight: 1}, {weight: 1}]",
+    ))
+    .await;
+    release_v2(&c).await;
+    c.until_rollout("echo", "completed by the downloaded module", |r| {
+        r.status.as_ref().and_then(|s| s.message.as_deref())
+            == Some("Rollout progressing has been completed")
+    })
+    .await;
+    assert_eq!(strategy_status(&c.rollout("echo").await).1, sha(bytes));
+}
+
+#[tokio::test]
+async fn an_https_module_from_an_untrusted_server_is_refused() {
+    let bytes = sluice_test_guests::DOUBLING;
+    let server = https_server(bytes).await;
+    let c = Cluster::start().await;
+    c.apply(&url_module(
+        "untrusted",
+        &format!("{}/module.wasm", server.url),
+        &sha(bytes),
+    ))
+    .await;
+    c.until("refused", || async {
+        module_status(&c, "default", "untrusted")["reason"] == "SourceUnavailable"
+    })
+    .await;
+}

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod controller;
 pub mod demo;
+pub mod fetch;
 pub mod kruise;
 pub mod local;
 pub mod modules;

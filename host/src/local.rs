@@ -65,15 +65,14 @@ pub async fn start_controller(
     sim: &Sim,
     cache_dir: Option<PathBuf>,
 ) -> anyhow::Result<LocalController> {
-    start_controller_with(sim, cache_dir, None, Vec::new()).await
+    start_controller_with(sim, cache_dir, ControllerConfig::default()).await
 }
 
-/// Like [`start_controller`], serving metrics and health on `metrics_addr`.
+/// Like [`start_controller`], with this configuration.
 pub async fn start_controller_with(
     sim: &Sim,
     cache_dir: Option<PathBuf>,
-    metrics_addr: Option<std::net::SocketAddr>,
-    providers: Vec<crate::providers::ProviderConfig>,
+    config: ControllerConfig,
 ) -> anyhow::Result<LocalController> {
     let client = client(sim)?;
     install_crds(&client).await?;
@@ -85,11 +84,6 @@ pub async fn start_controller_with(
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.await;
-        };
-        let config = ControllerConfig {
-            metrics_addr,
-            providers,
-            ..ControllerConfig::default()
         };
         if let Err(e) = run(client, config, runtime, shutdown).await {
             tracing::error!(error = %e, "controller stopped");

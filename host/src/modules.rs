@@ -9,6 +9,7 @@ use kube::api::Api;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::fetch::Fetcher;
 use crate::strategy::{Grants, Limits, builtin};
 
 /// A strategy module, usable by Rollouts of its namespace.
@@ -205,6 +206,7 @@ impl ModuleCapabilities {
 /// `builtin:<name>`, `<name>` (a StrategyModule of `ns`), or `cluster/<name>`.
 pub async fn resolve(
     client: &kube::Client,
+    fetcher: &Fetcher,
     ns: &str,
     name: &str,
 ) -> Result<ResolvedModule, (String, String)> {
@@ -292,12 +294,12 @@ pub async fn resolve(
             format!("module {name} is not ready; see its status"),
         ));
     }
-    let bytes = read_source(client, &source, default_ns.as_deref())
+    let bytes = read_source(client, fetcher, &source, default_ns.as_deref())
         .await
         .map_err(|m| fail("ModuleNotAvailable", m))?;
     Ok(ResolvedModule {
         name: name.to_owned(),
-        bytes: std::sync::Arc::new(bytes),
+        bytes,
         pin: source.sha256.clone(),
         limits: limits.map(|l| l.apply()).unwrap_or_default(),
         grants: capabilities.grants(),
@@ -307,9 +309,10 @@ pub async fn resolve(
 /// Reads a source's bytes.
 pub async fn read_source(
     client: &kube::Client,
+    fetcher: &Fetcher,
     source: &ModuleSource,
     default_ns: Option<&str>,
-) -> Result<Vec<u8>, String> {
+) -> Result<std::sync::Arc<Vec<u8>>, String> {
     let given = [
         source.config_map.is_some(),
         source.url.is_some(),
@@ -323,12 +326,14 @@ pub async fn read_source(
         return Err("spec.source: give exactly one of configMap, url, oci or builtin".into());
     }
     if let Some(name) = &source.builtin {
-        return builtin::builtin(name).map(<[u8]>::to_vec).ok_or_else(|| {
-            format!(
-                "spec.source.builtin: no built-in strategy `{name}`; built-ins: {}",
-                builtin::names()
-            )
-        });
+        return builtin::builtin(name)
+            .map(|b| std::sync::Arc::new(b.to_vec()))
+            .ok_or_else(|| {
+                format!(
+                    "spec.source.builtin: no built-in strategy `{name}`; built-ins: {}",
+                    builtin::names()
+                )
+            });
     }
     if let Some(cm) = &source.config_map {
         let ns = cm.namespace.as_deref().or(default_ns).ok_or(
@@ -354,13 +359,14 @@ pub async fn read_source(
                 )
             })?;
         if let Some(bytes) = map.binary_data.as_ref().and_then(|b| b.get(&cm.key)) {
-            return Ok(bytes.0.clone());
+            return Ok(std::sync::Arc::new(bytes.0.clone()));
         }
         // kubectl create configmap --from-file puts binary files in binaryData; some
         // tools base64 them into data instead.
         if let Some(text) = map.data.as_ref().and_then(|d| d.get(&cm.key)) {
             return base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
+                .map(std::sync::Arc::new)
                 .map_err(|_| format!("spec.source.configMap.key: {} in data is not base64; put the component in binaryData", cm.key));
         }
         return Err(format!(
@@ -368,8 +374,11 @@ pub async fn read_source(
             cm.name, cm.key
         ));
     }
-    if source.sha256.is_none() {
+    let Some(pin) = &source.sha256 else {
         return Err("spec.source.sha256: url and oci sources must pin the module's sha256".into());
+    };
+    if let Some(url) = &source.url {
+        return fetcher.fetch(url, pin).await;
     }
-    Err("spec.source: url and oci sources are not supported by this version yet; publish the module in a ConfigMap".into())
+    Err("spec.source.oci: OCI sources are not supported by this version yet; publish the module in a ConfigMap or at an HTTPS URL".into())
 }

@@ -28,13 +28,13 @@ pub struct Cluster {
 impl Cluster {
     /// A cluster whose pods are ready 20 ms after creation, with the controller running.
     pub async fn start() -> Cluster {
-        Cluster::start_with(|_| Vec::new()).await
+        Cluster::start_with(|_| sluice::controller::ControllerConfig::default()).await
     }
 
-    /// Like [`Cluster::start`], with the metric providers `providers` returns once the
-    /// simulator runs (so they can point at it).
+    /// Like [`Cluster::start`], with the controller configured by `configure` once the
+    /// simulator runs (so providers can point at it).
     pub async fn start_with(
-        providers: impl FnOnce(&Sim) -> Vec<sluice::providers::ProviderConfig>,
+        configure: impl FnOnce(&Sim) -> sluice::controller::ControllerConfig,
     ) -> Cluster {
         let sim = Sim::start(SimConfig {
             pods: PodBehaviour {
@@ -46,12 +46,13 @@ impl Cluster {
         .await
         .expect("simulator");
         let client = local::client(&sim).expect("client");
-        let providers = providers(&sim);
+        let mut config = configure(&sim);
         // A free port for the controller's metrics: bind, read it, release it.
         let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port");
-        let controller = local::start_controller_with(&sim, None, Some(metrics_addr), providers)
+        config.metrics_addr = Some(metrics_addr);
+        let controller = local::start_controller_with(&sim, None, config)
             .await
             .expect("controller");
         Cluster {

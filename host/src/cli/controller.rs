@@ -47,6 +47,9 @@ pub struct ControllerArgs {
     /// A bearer token for the providers, read from this file (e.g. a mounted Secret).
     #[arg(long)]
     pub metric_token_file: Option<PathBuf>,
+    /// CA certificates (PEM) trusted, beside the system's, for HTTPS module sources.
+    #[arg(long)]
+    pub module_ca_file: Option<PathBuf>,
 }
 
 /// A kube client from a kubeconfig file, or inferred.
@@ -70,6 +73,7 @@ pub fn run(args: ControllerArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let client = client(args.kubeconfig.as_ref()).await?;
+        let download_dir = cache_dir.as_ref().map(|d| d.join("modules"));
         let strategies = Arc::new(Runtime::new(RuntimeConfig {
             cache_dir,
             ..RuntimeConfig::default()
@@ -84,6 +88,8 @@ pub fn run(args: ControllerArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
                 .then(|| LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)),
             metrics_addr: Some(args.metrics_addr),
             reporter: "sluice".into(),
+            module_ca: args.module_ca_file.clone(),
+            download_dir,
             providers: {
                 let token = match &args.metric_token_file {
                     Some(path) => Some(

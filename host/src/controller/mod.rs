@@ -62,6 +62,10 @@ pub struct ControllerConfig {
     pub reporter: String,
     /// Metric providers modules may query (as granted).
     pub providers: Vec<crate::providers::ProviderConfig>,
+    /// Extra CA certificates (PEM) trusted for HTTPS module downloads.
+    pub module_ca: Option<std::path::PathBuf>,
+    /// Where downloaded modules are kept.
+    pub download_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ControllerConfig {
@@ -72,6 +76,8 @@ impl Default for ControllerConfig {
             metrics_addr: None,
             reporter: "sluice".into(),
             providers: Vec::new(),
+            module_ca: None,
+            download_dir: None,
         }
     }
 }
@@ -81,6 +87,7 @@ pub struct Context {
     client: kube::Client,
     runtime: Arc<Runtime>,
     providers: Arc<Vec<crate::providers::ProviderConfig>>,
+    fetcher: Arc<crate::fetch::Fetcher>,
     recorder: Recorder,
     metrics: Arc<ControllerMetrics>,
     rollouts: Store<Rollout>,
@@ -180,7 +187,8 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
             .unwrap_or_default();
         let decided = match plan::strategy_input(&observed, &config) {
             Some(input) => {
-                let resolved = crate::modules::resolve(&ctx.client, &ns, &module_name).await;
+                let resolved =
+                    crate::modules::resolve(&ctx.client, &ctx.fetcher, &ns, &module_name).await;
                 Some(ctx.decide(resolved, &module_name, input).await)
             }
             None => None,
@@ -421,10 +429,15 @@ pub async fn run(
         controller: config.reporter.clone(),
         instance: config.lease.as_ref().map(|l| l.identity.clone()),
     };
+    let fetcher = Arc::new(crate::fetch::Fetcher::new(
+        config.module_ca.as_deref(),
+        config.download_dir.clone(),
+    )?);
     let ctx = Arc::new(Context {
         client: client.clone(),
         runtime: runtime.clone(),
         providers: Arc::new(config.providers.clone()),
+        fetcher: fetcher.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         rollouts: store.clone(),
@@ -468,6 +481,7 @@ pub async fn run(
     tokio::spawn(module_status::run(
         client.clone(),
         runtime.clone(),
+        fetcher.clone(),
         config.namespace.clone(),
     ));
     // A module's new version (its object or its ConfigMap) reaches the Rollouts using

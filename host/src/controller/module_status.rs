@@ -20,13 +20,20 @@ use crate::strategy::Runtime;
 struct Ctx {
     client: kube::Client,
     runtime: Arc<Runtime>,
+    fetcher: Arc<crate::fetch::Fetcher>,
 }
 
 /// Runs both status loops until the process ends (each only if its CRD is served).
-pub async fn run(client: kube::Client, runtime: Arc<Runtime>, namespace: Option<String>) {
+pub async fn run(
+    client: kube::Client,
+    runtime: Arc<Runtime>,
+    fetcher: Arc<crate::fetch::Fetcher>,
+    namespace: Option<String>,
+) {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         runtime,
+        fetcher,
     });
     let namespaced: Api<StrategyModule> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -74,7 +81,7 @@ async fn status_for(
     let now = k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    let bytes = match modules::read_source(&ctx.client, source, ns).await {
+    let bytes = match modules::read_source(&ctx.client, &ctx.fetcher, source, ns).await {
         Ok(b) => b,
         Err(message) => {
             return StrategyModuleStatus {
