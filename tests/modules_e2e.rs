@@ -448,3 +448,129 @@ async fn an_https_module_from_an_untrusted_server_is_refused() {
     })
     .await;
 }
+
+/// Debian's `docker-registry` on loopback.
+struct Registry {
+    addr: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn registry() -> Registry {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: {addr}}}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let child = std::process::Command::new("docker-registry")
+        .args(["serve", &config.display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("Debian's docker-registry is installed (.ci/run installs it: apt-get install docker-registry)");
+    // Ready when it accepts connections (bounded: it starts in milliseconds).
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Registry {
+        addr,
+        child,
+        _dir: dir,
+    }
+}
+
+async fn push(registry: &Registry, repository: &str, bytes: &[u8]) -> String {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    use oci_client::manifest::{WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(vec![registry.addr.clone()]),
+        ..Default::default()
+    });
+    let reference = format!("{}/{repository}", registry.addr);
+    let layers = vec![ImageLayer::new(
+        bytes.to_vec(),
+        WASM_LAYER_MEDIA_TYPE.to_owned(),
+        None,
+    )];
+    let config = Config::new(b"{}".to_vec(), WASM_CONFIG_MEDIA_TYPE.to_owned(), None);
+    client
+        .push(
+            &reference.parse().expect("reference"),
+            &layers,
+            config,
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .expect("push");
+    reference
+}
+
+fn oci_module(name: &str, reference: &str, pin: &str) -> String {
+    format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: StrategyModule\nmetadata: {{name: {name}}}\nspec:\n  source: {{oci: \"{reference}\", sha256: \"{pin}\"}}\n"
+    )
+}
+
+#[tokio::test]
+async fn an_oci_module_is_pulled_from_a_registry_and_checked_against_its_pin() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let registry = registry().await;
+    let bytes = sluice_test_guests::DOUBLING;
+    let reference = push(&registry, "strategies/doubling:1.0", bytes).await;
+    let insecure = registry.addr.clone();
+    let c = Cluster::start_with(|_| sluice::controller::ControllerConfig {
+        insecure_registries: vec![insecure],
+        ..Default::default()
+    })
+    .await;
+    c.apply(&oci_module("pulled", &reference, &sha(bytes)))
+        .await;
+    c.until("the module is ready", || async {
+        module_status(&c, "default", "pulled")["ready"] == true
+    })
+    .await;
+    assert_eq!(module_status(&c, "default", "pulled")["digest"], sha(bytes));
+
+    let wrong = "3".repeat(64);
+    c.apply(&oci_module("mismatched", &reference, &wrong)).await;
+    c.until("the mismatch is reported", || async {
+        module_status(&c, "default", "mismatched")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&wrong) && m.contains(&sha(bytes)))
+    })
+    .await;
+
+    c.apply(&app_and_rollout(
+        "pulled",
+        Some(r#"{"start": 50, "interval": 0}"#),
+        "[{weight: 1}, {weight: 1}]",
+    ))
+    .await;
+    release_v2(&c).await;
+    c.until_rollout("echo", "completed by the pulled module", |r| {
+        r.status.as_ref().and_then(|s| s.message.as_deref())
+            == Some("Rollout progressing has been completed")
+    })
+    .await;
+}

@@ -336,3 +336,33 @@ fn limits_are_per_strategy_not_per_module() {
         )
         .expect("the same module with default limits decides");
 }
+
+#[test]
+fn a_restart_with_a_warm_cache_loads_50_modules_without_compiling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wit = std::fs::read_to_string(workspace().join("wit/v0.1.0/strategy.wit")).expect("wit");
+    // Fifty distinct modules: the same contract, each with a world of its own name.
+    let modules: Vec<Vec<u8>> = (0..50)
+        .map(|i| {
+            let text = wit.replace(
+                "world strategy-module {",
+                &format!("world strategy-module-{i} {{"),
+            );
+            component_from_wit(WitSource::Text(&text), &format!("strategy-module-{i}"))
+        })
+        .collect();
+    let first = runtime_with(|c| c.cache_dir = Some(dir.path().to_path_buf()));
+    for m in &modules {
+        assert_eq!(
+            first.load(m).expect("load").provenance(),
+            Provenance::Compiled
+        );
+    }
+    drop(first);
+    let restarted = runtime_with(|c| c.cache_dir = Some(dir.path().to_path_buf()));
+    let cached = modules
+        .iter()
+        .filter(|m| restarted.load(m).expect("load").provenance() == Provenance::Cached)
+        .count();
+    assert_eq!(cached, 50, "every module came from the cache");
+}

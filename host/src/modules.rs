@@ -380,5 +380,8 @@ pub async fn read_source(
     if let Some(url) = &source.url {
         return fetcher.fetch(url, pin).await;
     }
-    Err("spec.source.oci: OCI sources are not supported by this version yet; publish the module in a ConfigMap or at an HTTPS URL".into())
+    match &source.oci {
+        Some(reference) => fetcher.fetch_oci(reference, pin).await,
+        None => Err("spec.source: give exactly one of configMap, url, oci or builtin".into()),
+    }
 }

@@ -47,9 +47,12 @@ pub struct ControllerArgs {
     /// A bearer token for the providers, read from this file (e.g. a mounted Secret).
     #[arg(long)]
     pub metric_token_file: Option<PathBuf>,
-    /// CA certificates (PEM) trusted, beside the system's, for HTTPS module sources.
+    /// CA certificates (PEM) trusted, beside the system's, for HTTPS and OCI module sources.
     #[arg(long)]
     pub module_ca_file: Option<PathBuf>,
+    /// An OCI registry (host:port) reached over plain HTTP (repeat).
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// A kube client from a kubeconfig file, or inferred.
@@ -89,6 +92,7 @@ pub fn run(args: ControllerArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
             metrics_addr: Some(args.metrics_addr),
             reporter: "sluice".into(),
             module_ca: args.module_ca_file.clone(),
+            insecure_registries: args.insecure_registries.clone(),
             download_dir,
             providers: {
                 let token = match &args.metric_token_file {

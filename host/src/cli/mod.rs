@@ -41,7 +41,7 @@ pub enum Command {
     /// Run a simulated cluster (API server, workloads, traffic gateway) on this machine.
     Dev(dev::DevArgs),
     /// Run the controller against a cluster (kubeconfig or in-cluster).
-    Controller(controller::ControllerArgs),
+    Controller(Box<controller::ControllerArgs>),
     /// Print the CustomResourceDefinitions Sluice serves, as YAML.
     Crds,
     /// Replay KubeVela's Kruise Rollout walk-through on the embedded simulator, narrated.
@@ -62,7 +62,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Strategy(cmd) => strategy::run(cmd, cli.cache_dir),
         Command::Dev(args) => dev::run(args, cli.cache_dir),
-        Command::Controller(args) => controller::run(args, cli.cache_dir),
+        Command::Controller(args) => controller::run(*args, cli.cache_dir),
         Command::Crds => controller::print_crds(),
         Command::Demo {
             interactive,

@@ -66,6 +66,8 @@ pub struct ControllerConfig {
     pub module_ca: Option<std::path::PathBuf>,
     /// Where downloaded modules are kept.
     pub download_dir: Option<std::path::PathBuf>,
+    /// OCI registries (`host:port`) reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Default for ControllerConfig {
@@ -78,6 +80,7 @@ impl Default for ControllerConfig {
             providers: Vec::new(),
             module_ca: None,
             download_dir: None,
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -429,9 +432,10 @@ pub async fn run(
         controller: config.reporter.clone(),
         instance: config.lease.as_ref().map(|l| l.identity.clone()),
     };
-    let fetcher = Arc::new(crate::fetch::Fetcher::new(
+    let fetcher = Arc::new(crate::fetch::Fetcher::with_insecure_registries(
         config.module_ca.as_deref(),
         config.download_dir.clone(),
+        config.insecure_registries.clone(),
     )?);
     let ctx = Arc::new(Context {
         client: client.clone(),
