@@ -135,6 +135,13 @@ async fn a_configmap_module_drives_a_release_and_its_digest_is_recorded() {
     assert_eq!(status["digest"], sha(bytes));
     assert_eq!(status["contractVersion"], "0.1.0");
     assert_eq!(status["exports"], json!(["sluice:strategy/strategy@0.1.0"]));
+    assert_eq!(status["describesAs"], "doubling 0.1.0");
+    assert!(
+        status["configSchema"]
+            .as_str()
+            .is_some_and(|s| s.contains("maxFailedPods")),
+        "{status}"
+    );
 
     c.apply(&app_and_rollout(
         "doubling",
@@ -571,6 +578,48 @@ async fn an_oci_module_is_pulled_from_a_registry_and_checked_against_its_pin() {
     c.until_rollout("echo", "completed by the pulled module", |r| {
         r.status.as_ref().and_then(|s| s.message.as_deref())
             == Some("Rollout progressing has been completed")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_reported_as_soon_as_the_rollout_names_the_module() {
+    let c = Cluster::start().await;
+    let bytes = sluice_test_guests::DOUBLING;
+    c.apply(&configmap("default", "doubling", bytes)).await;
+    c.apply(&module("default", "doubling", "doubling", None))
+        .await;
+    c.apply(&app_and_rollout(
+        "doubling",
+        Some(r#"{"start": 0}"#),
+        "[{weight: 20}]",
+    ))
+    .await;
+    c.until_rollout("echo", "the configuration is refused", |r| {
+        strategy_condition(r).is_some_and(|(s, reason, m)| {
+            s == "False" && reason == "InvalidConfig" && m.contains("start: 0 is outside 1-100")
+        })
+    })
+    .await;
+    c.until("a warning event", || async {
+        c.objects("", "events").iter().any(|e| {
+            e["reason"] == "StrategyFailed"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("start: 0"))
+        })
+    })
+    .await;
+    c.patch(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        "echo",
+        json!({"metadata": {"annotations": {"strategy.sluice.dev/config": "{\"start\": 10}"}}}),
+    )
+    .await;
+    c.until_rollout("echo", "accepted", |r| {
+        strategy_condition(r)
+            .is_some_and(|(s, reason, _)| s == "True" && reason == "ConfigAccepted")
     })
     .await;
 }

@@ -763,3 +763,37 @@ async fn the_traffic_routing_cannot_change_mid_release() {
     c.approve("echo").await;
     c.until_healthy("echo").await;
 }
+
+#[tokio::test]
+async fn scaling_down_during_a_release_rescales_the_canary() {
+    let c = Cluster::start().await;
+    v1_healthy(&c, "[{weight: 20, pause: {}}]", 10).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 10)).await;
+    c.until_paused_at("echo", 1).await;
+    assert_eq!(
+        c.rollout("echo")
+            .await
+            .status
+            .unwrap()
+            .canary_status
+            .unwrap()
+            .canary_replicas,
+        2
+    );
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until("20% of 5 pods is one canary", || async {
+        let r = c.rollout("echo").await;
+        r.status
+            .and_then(|s| s.canary_status)
+            .is_some_and(|x| x.canary_replicas == 1 && x.canary_ready_replicas == 1)
+    })
+    .await;
+    c.until("five stable pods and one canary", || async {
+        c.ready_pods_with("barnett/canarydemo:v1") == 5
+            && c.ready_pods_with("barnett/canarydemo:v2") == 1
+    })
+    .await;
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+    assert_clean(&c, "barnett/canarydemo:v2", 5).await;
+}

@@ -157,6 +157,12 @@ pub struct StrategyModuleStatus {
     /// When it was loaded (RFC 3339).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub loaded_at: String,
+    /// `name version` as the module describes itself.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub describes_as: String,
+    /// The JSON Schema of its configuration, if it declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_schema: Option<String>,
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

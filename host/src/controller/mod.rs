@@ -97,6 +97,33 @@ pub struct Context {
 }
 
 impl Context {
+    /// Checks `config` with the module's `validate-config`; Ok names the module.
+    async fn check_config(
+        &self,
+        resolved: Result<ResolvedModule, (String, String)>,
+        module_name: &str,
+        config: &str,
+    ) -> Result<String, (String, String)> {
+        let resolved = resolved?;
+        let runtime = self.runtime.clone();
+        let config = config.to_owned();
+        let name = module_name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let loaded = match &resolved.pin {
+                Some(pin) => runtime.load_pinned(&resolved.bytes, pin),
+                None => runtime.load(&resolved.bytes),
+            };
+            let module = loaded.map_err(|e| ("ModuleNotLoadable".to_owned(), e.to_string()))?;
+            let strategy = Strategy::new(module, resolved.limits.clone(), resolved.grants.clone());
+            runtime
+                .validate_config(&strategy, &config)
+                .map(|()| name)
+                .map_err(|e| (e.reason().to_owned(), e.to_string()))
+        })
+        .await
+        .map_err(|e| ("Panicked".to_owned(), e.to_string()))?
+    }
+
     /// Runs the Rollout's strategy on `input`, off the async threads.
     async fn decide(
         &self,
@@ -196,7 +223,18 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
             }
             None => None,
         };
-        let plan = plan::plan(&observed, decided.as_ref());
+        let mut plan = plan::plan(&observed, decided.as_ref());
+        // Between releases, a named module's configuration is still checked, so a
+        // mistake shows as soon as the Rollout names it rather than at the next release.
+        if decided.is_none()
+            && annotations.contains_key(MODULE_ANNOTATION)
+            && plan::stage(&observed) == plan::Stage::Idle
+        {
+            let resolved =
+                crate::modules::resolve(&ctx.client, &ctx.fetcher, &ns, &module_name).await;
+            let check = ctx.check_config(resolved, &module_name, &config).await;
+            plan::config_checked(&mut plan, &check, observed.now);
+        }
         tracing::debug!(changes = ?plan.changes, "plan");
         apply::apply(&ctx.client, &observed, &plan.changes).await?;
         report(&ctx, &observed, &plan).await?;

@@ -95,13 +95,23 @@ async fn status_for(
     };
     let runtime = ctx.runtime.clone();
     let pin = source.sha256.clone();
-    let loaded = tokio::task::spawn_blocking(move || match pin {
-        Some(pin) => runtime.load_pinned(&bytes, &pin),
-        None => runtime.load(&bytes),
+    let loaded = tokio::task::spawn_blocking(move || {
+        let module = match pin {
+            Some(pin) => runtime.load_pinned(&bytes, &pin),
+            None => runtime.load(&bytes),
+        }?;
+        // What the module says of itself; a module that cannot describe itself still runs.
+        let strategy = crate::strategy::Strategy::new(
+            module.clone(),
+            crate::strategy::Limits::default(),
+            crate::strategy::Grants::none(),
+        );
+        let info = runtime.describe(&strategy).ok();
+        Ok::<_, crate::strategy::LoadError>((module, info))
     })
     .await;
     match loaded {
-        Ok(Ok(module)) => StrategyModuleStatus {
+        Ok(Ok((module, info))) => StrategyModuleStatus {
             ready: true,
             reason: String::new(),
             message: format!("loaded, {} bytes", module.size()),
@@ -109,6 +119,11 @@ async fn status_for(
             contract_version: module.contract_version().to_owned(),
             exports: module.surface().exports.clone(),
             loaded_at: now,
+            describes_as: info
+                .as_ref()
+                .map(|i| format!("{} {}", i.name, i.version))
+                .unwrap_or_default(),
+            config_schema: info.and_then(|i| i.config_schema),
             observed_generation: generation,
         },
         Ok(Err(e)) => StrategyModuleStatus {

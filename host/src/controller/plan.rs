@@ -1178,3 +1178,45 @@ fn route_change(o: &Observed, r: &Routing, t: &Traffic) -> Change {
         }
     }
 }
+
+/// Records the check of a module's configuration made while no release runs: a
+/// Rollout naming a module learns at once that its configuration is wrong.
+pub fn config_checked(p: &mut Plan, check: &Result<String, (String, String)>, now: u64) {
+    match check {
+        Ok(module) => {
+            let failed = p
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == condition::STRATEGY_READY && c.status == "False");
+            if failed {
+                status::set_condition(
+                    &mut p.status,
+                    condition::STRATEGY_READY,
+                    true,
+                    "ConfigAccepted",
+                    &format!("{module} accepts its configuration"),
+                    now,
+                );
+            }
+        }
+        Err((reason, message)) => {
+            let already = p
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == condition::STRATEGY_READY && c.message == *message);
+            status::set_condition(
+                &mut p.status,
+                condition::STRATEGY_READY,
+                false,
+                reason,
+                message,
+                now,
+            );
+            if !already {
+                p.notes.push(Note::warning("StrategyFailed", message));
+            }
+        }
+    }
+}
