@@ -106,6 +106,7 @@ const SUCCESS: &str = r#"sum(rate(sim_gateway_requests_total{service=\"echo-cana
 
 fn setup() -> String {
     let module = base64::engine::general_purpose::STANDARD.encode(sluice_test_guests::METRICS_GATE);
+    let service_and_ingress = support::cluster::SERVICE_AND_INGRESS.trim();
     format!(
         r#"
 apiVersion: v1
@@ -120,20 +121,7 @@ spec:
   source: {{configMap: {{name: metrics-gate, key: module.wasm}}}}
   capabilities: {{log: true, metrics: {{providers: [prometheus]}}}}
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: echo}}
-spec:
-  selector: {{app: echo}}
-  ports: [{{port: 80}}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: echo}}
-spec:
-  rules:
-  - host: echo.example.com
-    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: echo, port: {{number: 80}}}}}}}}]}}
+{service_and_ingress}
 ---
 apiVersion: rollouts.kruise.io/v1alpha1
 kind: Rollout

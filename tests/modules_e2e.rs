@@ -32,24 +32,12 @@ fn app_and_rollout(module: &str, config: Option<&str>, steps: &str) -> String {
     let config = config
         .map(|c| format!("\n    strategy.sluice.dev/config: '{c}'"))
         .unwrap_or_default();
+    let service_and_ingress = support::cluster::SERVICE_AND_INGRESS.trim();
     format!(
         r#"
 {}
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: echo}}
-spec:
-  selector: {{app: echo}}
-  ports: [{{port: 80}}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: echo}}
-spec:
-  rules:
-  - host: echo.example.com
-    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: echo, port: {{number: 80}}}}}}}}]}}
+{service_and_ingress}
 ---
 apiVersion: rollouts.kruise.io/v1alpha1
 kind: Rollout

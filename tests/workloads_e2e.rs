@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::cluster::{Cluster, within_binomial};
+use support::cluster::{Cluster, SERVICE_AND_INGRESS, within_binomial};
 
 const HOST: &str = "echo.example.com";
 
@@ -24,25 +24,6 @@ spec:
 "#
     )
 }
-
-const SERVICE_AND_INGRESS: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  selector: {app: echo}
-  ports: [{port: 80}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: echo}
-spec:
-  rules:
-  - host: echo.example.com
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: echo, port: {number: 80}}}}
-"#;
 
 fn rollout(kind: &str, api_version: &str, steps: &str, routing: &str) -> String {
     format!(

@@ -335,3 +335,23 @@ pub async fn http_get_host(url: &str, host: &str) -> u16 {
         Err(_) => 0,
     }
 }
+
+/// The Service `echo` and an Ingress sending `echo.example.com/` to it.
+pub const SERVICE_AND_INGRESS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: echo}
+spec:
+  rules:
+  - host: echo.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: echo, port: {number: 80}}}}
+"#;
