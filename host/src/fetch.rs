@@ -111,23 +111,9 @@ impl Fetcher {
 
     /// The bytes at `url`, which must hash to `sha256`.
     pub async fn fetch(&self, url: &str, sha256: &str) -> Result<Arc<Vec<u8>>, String> {
-        let pin = sha256
-            .trim()
-            .trim_start_matches("sha256:")
-            .to_ascii_lowercase();
-        if let Some(hit) = self
-            .memory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&pin)
-        {
-            return Ok(hit.clone());
-        }
-        let file = self.dir.as_ref().map(|d| d.join(format!("{pin}.wasm")));
-        if let Some(bytes) = file.as_ref().and_then(|f| std::fs::read(f).ok())
-            && sha256_hex(&bytes) == pin
-        {
-            return Ok(self.remember(pin, bytes));
+        let pin = normalize_pin(sha256);
+        if let Some(hit) = self.cached(&pin) {
+            return Ok(hit);
         }
         if !url.starts_with("https://") {
             return Err(format!("spec.source.url: {url:?} is not an https:// URL"));
@@ -164,25 +150,14 @@ impl Fetcher {
                 "module digest mismatch: expected sha256 {pin}, got {actual} from {url}"
             ));
         }
-        if let Some(file) = &file {
-            let tmp = file.with_extension("tmp");
-            if std::fs::write(&tmp, &bytes)
-                .and_then(|()| std::fs::rename(&tmp, file))
-                .is_err()
-            {
-                tracing::warn!(path = %file.display(), "cannot keep a downloaded module");
-            }
-        }
+        self.keep(&pin, &bytes);
         Ok(self.remember(pin, bytes))
     }
 
     /// The module in the OCI artifact `reference` (its single wasm layer), which must
     /// hash to `sha256`.
     pub async fn fetch_oci(&self, reference: &str, sha256: &str) -> Result<Arc<Vec<u8>>, String> {
-        let pin = sha256
-            .trim()
-            .trim_start_matches("sha256:")
-            .to_ascii_lowercase();
+        let pin = normalize_pin(sha256);
         if let Some(hit) = self.cached(&pin) {
             return Ok(hit);
         }
@@ -254,4 +229,11 @@ impl Fetcher {
             .insert(pin, bytes.clone());
         bytes
     }
+}
+
+/// A sha256 pin as written (`sha256:ABC…` or `abc…`), as the lowercase hex it means.
+pub fn normalize_pin(pin: &str) -> String {
+    pin.trim()
+        .trim_start_matches("sha256:")
+        .to_ascii_lowercase()
 }

@@ -54,8 +54,7 @@ fn owner(rollout: &Rollout) -> Value {
 }
 
 fn routing(o: &Observed) -> Option<Routing> {
-    let c = o.rollout.spec.strategy.canary.as_ref()?;
-    Routing::of(&c.traffic_routings, c.disable_generate_canary_service)
+    Routing::of_rollout(&o.rollout)
 }
 
 async fn apply_one(

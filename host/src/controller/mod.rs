@@ -109,12 +109,7 @@ impl Context {
         let config = config.to_owned();
         let name = module_name.to_owned();
         tokio::task::spawn_blocking(move || {
-            let loaded = match &resolved.pin {
-                Some(pin) => runtime.load_pinned(&resolved.bytes, pin),
-                None => runtime.load(&resolved.bytes),
-            };
-            let module = loaded.map_err(|e| ("ModuleNotLoadable".to_owned(), e.to_string()))?;
-            let strategy = Strategy::new(module, resolved.limits.clone(), resolved.grants.clone());
+            let strategy = load(&runtime, &resolved)?;
             runtime
                 .validate_config(&strategy, &config)
                 .map(|()| name)
@@ -149,13 +144,8 @@ impl Context {
         ));
         let started = Instant::now();
         let outcome = tokio::task::spawn_blocking(move || {
-            let loaded = match &resolved.pin {
-                Some(pin) => runtime.load_pinned(&resolved.bytes, pin),
-                None => runtime.load(&resolved.bytes),
-            };
-            let module = loaded.map_err(|e| ("ModuleNotLoadable".to_owned(), e.to_string()))?;
-            let digest = module.digest().to_owned();
-            let strategy = Strategy::new(module, resolved.limits.clone(), resolved.grants.clone());
+            let strategy = load(&runtime, &resolved)?;
+            let digest = strategy.module.digest().to_owned();
             runtime
                 .validate_config(&strategy, &input.config)
                 .and_then(|()| runtime.decide(&strategy, &input, metrics))
@@ -191,6 +181,20 @@ impl Context {
     }
 }
 
+/// Compiles (or finds) a resolved module, with its pin, limits and grants.
+fn load(runtime: &Runtime, resolved: &ResolvedModule) -> Result<Strategy, (String, String)> {
+    let loaded = match &resolved.pin {
+        Some(pin) => runtime.load_pinned(&resolved.bytes, pin),
+        None => runtime.load(&resolved.bytes),
+    };
+    let module = loaded.map_err(|e| ("ModuleNotLoadable".to_owned(), e.to_string()))?;
+    Ok(Strategy::new(
+        module,
+        resolved.limits.clone(),
+        resolved.grants.clone(),
+    ))
+}
+
 /// Reconciles one Rollout.
 async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -215,7 +219,10 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
             .get(CONFIG_ANNOTATION)
             .cloned()
             .unwrap_or_default();
-        let decided = match plan::strategy_input(&observed, &config) {
+        // The stage runs the spec's validation: work it out once.
+        let stage = plan::stage(&observed);
+        let idle = stage == plan::Stage::Idle;
+        let decided = match plan::strategy_input(&observed, &stage, &config) {
             Some(input) => {
                 let resolved =
                     crate::modules::resolve(&ctx.client, &ctx.fetcher, &ns, &module_name).await;
@@ -223,13 +230,10 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
             }
             None => None,
         };
-        let mut plan = plan::plan(&observed, decided.as_ref());
+        let mut plan = plan::plan(&observed, stage, decided.as_ref());
         // Between releases, a named module's configuration is still checked, so a
         // mistake shows as soon as the Rollout names it rather than at the next release.
-        if decided.is_none()
-            && annotations.contains_key(MODULE_ANNOTATION)
-            && plan::stage(&observed) == plan::Stage::Idle
-        {
+        if decided.is_none() && annotations.contains_key(MODULE_ANNOTATION) && idle {
             let resolved =
                 crate::modules::resolve(&ctx.client, &ctx.fetcher, &ns, &module_name).await;
             let check = ctx.check_config(resolved, &module_name, &config).await;

@@ -117,10 +117,7 @@ pub async fn observe(
             }
         }
     }
-    let canary_spec = rollout.spec.strategy.canary.as_ref();
-    if let Some(routing) = canary_spec
-        .and_then(|c| Routing::of(&c.traffic_routings, c.disable_generate_canary_service))
-    {
+    if let Some(routing) = Routing::of_rollout(rollout) {
         observed.traffic = traffic_view(client, &ns, &routing).await?;
     }
     Ok(observed)
@@ -138,13 +135,14 @@ async fn deployment_view(
     let status = d.status.clone().unwrap_or_default();
     let replicas = u32::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
     let template = serde_json::to_value(&spec.template).unwrap_or(Value::Null);
-    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-    let owned: Vec<ReplicaSet> = sets
+    // One list of the namespace's ReplicaSets serves the stable and the canary Deployment.
+    let all_sets: Vec<ReplicaSet> = Api::<ReplicaSet>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
         .await
         .map_err(Error::read("ReplicaSet"))?
-        .items
-        .into_iter()
+        .items;
+    let owned: Vec<&ReplicaSet> = all_sets
+        .iter()
         .filter(|rs| controller_uid(&rs.metadata) == Some(uid.as_str()))
         .collect();
     let revision = |rs: &ReplicaSet| -> i64 {
@@ -217,9 +215,9 @@ async fn deployment_view(
             let cuid = c.metadata.uid.clone().unwrap_or_default();
             let cstatus = c.status.clone().unwrap_or_default();
             let ctemplate = serde_json::to_value(&c.spec.template).unwrap_or(Value::Null);
-            let crs = owned_replicasets(&sets, &cuid).await?;
-            let hash = crs
+            let hash = all_sets
                 .iter()
+                .filter(|rs| controller_uid(&rs.metadata) == Some(cuid.as_str()))
                 .filter(|rs| {
                     rs.spec.template.as_ref().is_some_and(|t| {
                         same_template(&serde_json::to_value(t).unwrap_or(Value::Null), &ctemplate)
@@ -250,20 +248,6 @@ async fn deployment_view(
         }
     };
     Ok((view, canary))
-}
-
-async fn owned_replicasets(
-    sets: &Api<ReplicaSet>,
-    owner_uid: &str,
-) -> Result<Vec<ReplicaSet>, Error> {
-    Ok(sets
-        .list(&ListParams::default())
-        .await
-        .map_err(Error::read("ReplicaSet"))?
-        .items
-        .into_iter()
-        .filter(|rs| controller_uid(&rs.metadata) == Some(owner_uid))
-        .collect())
 }
 
 fn controller_uid(

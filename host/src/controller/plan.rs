@@ -217,11 +217,7 @@ impl Ending {
 }
 
 fn routing(o: &Observed) -> Option<Routing> {
-    let canary = o.rollout.spec.strategy.canary.as_ref()?;
-    Routing::of(
-        &canary.traffic_routings,
-        canary.disable_generate_canary_service,
-    )
+    Routing::of_rollout(&o.rollout)
 }
 
 fn status_of(o: &Observed) -> RolloutStatus {
@@ -315,8 +311,8 @@ fn template_moved_on(o: &Observed, w: &WorkloadView) -> bool {
 }
 
 /// The strategy's input, when the stage needs a decision.
-pub fn strategy_input(o: &Observed, config: &str) -> Option<Observation> {
-    if stage(o) != Stage::Rolling {
+pub fn strategy_input(o: &Observed, stage: &Stage, config: &str) -> Option<Observation> {
+    if *stage != Stage::Rolling {
         return None;
     }
     let w = o.workload.as_ref()?;
@@ -389,7 +385,7 @@ fn applied_traffic(o: &Observed) -> Traffic {
 }
 
 /// The plan for this reconcile.
-pub fn plan(o: &Observed, decided: Option<&Decided>) -> Plan {
+pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
     let mut p = Plan {
         changes: Vec::new(),
         status: status_of(o),
@@ -403,7 +399,7 @@ pub fn plan(o: &Observed, decided: Option<&Decided>) -> Plan {
         .finalizers
         .as_ref()
         .is_some_and(|f| f.iter().any(|x| x == FINALIZER));
-    match stage(o) {
+    match stage {
         Stage::Deleting => deleting(o, &mut p, governed),
         Stage::Invalid(errors) => invalid(o, &mut p, &errors),
         Stage::Disabled => disabled(o, &mut p),

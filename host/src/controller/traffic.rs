@@ -41,6 +41,15 @@ pub struct Routing {
 }
 
 impl Routing {
+    /// The routing of a Rollout, if it routes traffic.
+    pub fn of_rollout(rollout: &crate::kruise::v1alpha1::Rollout) -> Option<Routing> {
+        let canary = rollout.spec.strategy.canary.as_ref()?;
+        Routing::of(
+            &canary.traffic_routings,
+            canary.disable_generate_canary_service,
+        )
+    }
+
     /// The routing of a Rollout's first traffic routing, if it has one.
     pub fn of(refs: &[TrafficRoutingRef], disable_canary_service: bool) -> Option<Routing> {
         let r = refs.first()?;

@@ -223,10 +223,7 @@ impl Runtime {
         sha256: &str,
     ) -> Result<Arc<CompiledModule>, LoadError> {
         let actual = sha256_hex(bytes);
-        let expected = sha256
-            .trim()
-            .trim_start_matches("sha256:")
-            .to_ascii_lowercase();
+        let expected = crate::fetch::normalize_pin(sha256);
         if actual != expected {
             return Err(LoadError::DigestMismatch { expected, actual });
         }

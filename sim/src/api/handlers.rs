@@ -117,10 +117,7 @@ fn resource(
 /// The object as served at `ty`'s version.
 pub fn served(object: &Value, ty: &ResourceType) -> Value {
     let mut object = object.clone();
-    if let Some(map) = object.as_object_mut() {
-        map.insert("apiVersion".into(), json!(ty.api_version()));
-        map.insert("kind".into(), json!(ty.kind));
-    }
+    served_in_place(&mut object, ty);
     object
 }
 
