@@ -126,6 +126,16 @@ impl ApiError {
         )
     }
 
+    /// 413, as the API server answers a request body over its limit.
+    pub fn too_large(limit: usize) -> Self {
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+            None,
+        )
+    }
+
     /// 422 Invalid, with a cause per field.
     pub fn invalid(kind: &str, name: &str, causes: Vec<(&str, String)>) -> Self {
         let summary = causes

@@ -242,6 +242,7 @@ impl Store {
                 vec![("metadata.name", "name or generateName is required".into())],
             ));
         }
+        check_data_size(res, &ty.kind, &name, &object)?;
         let key = (if ty.namespaced { ns } else { String::new() }, name.clone());
         if inner.objects.get(res).is_some_and(|m| m.contains_key(&key)) {
             return Err(ApiError::already_exists(&ty.plural, &ty.group, &name));
@@ -276,6 +277,7 @@ impl Store {
         let mut inner = self.lock();
         let ty = inner.type_of(res)?;
         let (ns, name) = object::key(&object);
+        check_data_size(res, &ty.kind, &name, &object)?;
         let key = (if ty.namespaced { ns } else { String::new() }, name.clone());
         let current = inner
             .objects
@@ -468,4 +470,47 @@ impl Inner {
 /// An empty JSON object.
 pub fn empty_map() -> Map<String, Value> {
     Map::new()
+}
+
+/// The most a ConfigMap's or Secret's data may hold, as the API server enforces it.
+pub const MAX_DATA_BYTES: usize = 1 << 20;
+
+/// Refuses a ConfigMap or Secret whose data (decoded) is over 1 MiB, in the API
+/// server's words: clients must meet the limit here that a cluster would impose.
+fn check_data_size(res: &ResKey, kind: &str, name: &str, object: &Value) -> Result<(), ApiError> {
+    if !res.group.is_empty() || !matches!(res.plural.as_str(), "configmaps" | "secrets") {
+        return Ok(());
+    }
+    let field_bytes = |field: &str, base64: bool| -> usize {
+        object[field].as_object().map_or(0, |m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let text = v.as_str().unwrap_or_default();
+                    let value = if base64 {
+                        let padding = text.bytes().rev().take_while(|b| *b == b'=').count();
+                        (text.len() / 4 * 3).saturating_sub(padding)
+                    } else {
+                        text.len()
+                    };
+                    k.len() + value
+                })
+                .sum()
+        })
+    };
+    let size = if res.plural == "secrets" {
+        field_bytes("data", true) + field_bytes("stringData", false)
+    } else {
+        field_bytes("data", false) + field_bytes("binaryData", true)
+    };
+    if size > MAX_DATA_BYTES {
+        return Err(ApiError::invalid(
+            kind,
+            name,
+            vec![(
+                "[]",
+                format!("Too long: must have at most {MAX_DATA_BYTES} bytes"),
+            )],
+        ));
+    }
+    Ok(())
 }

@@ -365,3 +365,51 @@ fn web(replicas: i32, image: &str) -> Deployment {
     }))
     .unwrap()
 }
+
+#[tokio::test]
+async fn a_config_map_over_one_mebibyte_is_refused_as_a_cluster_would() {
+    let sim = sim().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client(&sim), "default");
+    let at_limit = k8s_openapi::ByteString(vec![7; 1024 * 1024 - "module.wasm".len()]);
+    let mut cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "module"}})).unwrap();
+    cm.binary_data = Some([("module.wasm".to_owned(), at_limit)].into());
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("exactly 1 MiB is accepted");
+
+    let mut over = cm.clone();
+    over.metadata = serde_json::from_value(json!({"name": "too-big"})).unwrap();
+    over.binary_data
+        .as_mut()
+        .unwrap()
+        .get_mut("module.wasm")
+        .unwrap()
+        .0
+        .push(0);
+    let err = cms.create(&PostParams::default(), &over).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Too long: must have at most 1048576 bytes"),
+        "{err}"
+    );
+    // Growing an accepted one past the limit is refused too.
+    let mut grown = cms.get("module").await.expect("get");
+    grown.binary_data = over.binary_data.clone();
+    let err = cms
+        .replace("module", &PostParams::default(), &grown)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Too long"), "{err}");
+
+    // A request body over 3 MiB is not read at all.
+    let mut huge = over.clone();
+    huge.metadata = serde_json::from_value(json!({"name": "huge"})).unwrap();
+    huge.binary_data = Some([("m".to_owned(), k8s_openapi::ByteString(vec![1; 4 << 20]))].into());
+    let err = cms.create(&PostParams::default(), &huge).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Request entity too large: limit is 3145728"),
+        "{err}"
+    );
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,6 +23,9 @@ use crate::store::Store;
 
 pub use handlers::create;
 pub use patch::{PatchKind, apply_patch};
+
+/// The largest request body the API server reads (kube-apiserver's default).
+pub const MAX_REQUEST_BYTES: usize = 3 << 20;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -44,6 +47,8 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/openapi/v3", get(discovery::openapi_root))
         .route("/openapi/v3/{*rest}", get(discovery::openapi_group_version))
         .fallback(dispatch)
+        // The API server's own limit applies instead, answered as a Status.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -61,6 +66,9 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if body.len() > MAX_REQUEST_BYTES {
+        return ApiError::too_large(MAX_REQUEST_BYTES).into_response();
+    }
     let request = Request {
         method,
         path: uri.path().to_owned(),
