@@ -10,6 +10,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod languages;
+
+pub use languages::{build_javascript, build_python};
+
 /// The target of pure components: no WASI, no ambient authority.
 pub const PURE_TARGET: &str = "wasm32-unknown-unknown";
 /// The target of WASI preview 2 components.
@@ -26,6 +30,8 @@ pub enum BuildError {
     Cargo(String),
     /// The core module could not be read or turned into a component.
     Componentize(String),
+    /// Another language's toolchain is missing or failed.
+    Tool(String),
 }
 
 impl fmt::Display for BuildError {
@@ -42,6 +48,7 @@ impl fmt::Display for BuildError {
                     "turning a strategy module into a component failed: {msg}"
                 )
             }
+            BuildError::Tool(msg) => write!(f, "building a strategy module failed: {msg}"),
         }
     }
 }

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use sluice_guest_build::{
-    GuestBuild, PURE_TARGET, WASIP2_TARGET, componentize_file, target_installed,
+    BuildError, GuestBuild, PURE_TARGET, WASIP2_TARGET, build_javascript, build_python,
+    componentize_file, target_installed,
 };
 
 fn main() {
@@ -62,6 +63,43 @@ fn main() {
         writeln!(
             consts,
             "pub const DOUBLING_WASIP2: Result<&[u8], &str> = Err(\"the Rust target wasm32-wasip2 is not installed: run `rustup target add wasm32-wasip2`\");"
+        )
+        .unwrap();
+    }
+    // The examples in other languages, each with its own toolchain. A missing
+    // toolchain fails only the tests that load these modules, naming what to install.
+    type Builder =
+        fn(&std::path::Path, &std::path::Path, &std::path::Path) -> Result<(), BuildError>;
+    let others: [(&str, &str, Builder); 2] = [
+        (
+            "LINEAR_JS",
+            "examples/strategies/linear-js",
+            build_javascript,
+        ),
+        (
+            "APPROVAL_PY",
+            "examples/strategies/approval-py",
+            build_python,
+        ),
+    ];
+    for (name, dir, build) in others {
+        let path = out.join(format!("{}.wasm", name.to_lowercase()));
+        let line = match build(&workspace, &workspace.join(dir), &path) {
+            Ok(()) => format!(
+                "pub const {name}: Result<&[u8], &str> = Ok(include_bytes!({:?}));",
+                path.display().to_string()
+            ),
+            Err(e) => {
+                println!("cargo:warning={dir} was not built: {e}");
+                format!(
+                    "pub const {name}: Result<&[u8], &str> = Err({:?});",
+                    format!("{dir} was not built: {e}")
+                )
+            }
+        };
+        writeln!(
+            consts,
+            "/// The example strategy in `{dir}`, built.\n{line}"
         )
         .unwrap();
     }
