@@ -4,9 +4,11 @@
 mod support;
 
 use base64::Engine as _;
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice::kruise::v1alpha1::Rollout;
 use support::cluster::Cluster;
+use support::modules::{app_and_rollout, module_status, release_v2, sha, strategy_status};
+use support::sources::{https_server, push, registry};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -28,58 +30,6 @@ fn module(ns: &str, name: &str, configmap: &str, pin: Option<&str>) -> String {
     )
 }
 
-fn app_and_rollout(module: &str, config: Option<&str>, steps: &str) -> String {
-    let config = config
-        .map(|c| format!("\n    strategy.sluice.dev/config: '{c}'"))
-        .unwrap_or_default();
-    let service_and_ingress = support::cluster::SERVICE_AND_INGRESS.trim();
-    format!(
-        r#"
-{}
----
-{service_and_ingress}
----
-apiVersion: rollouts.kruise.io/v1alpha1
-kind: Rollout
-metadata:
-  name: echo
-  annotations:
-    strategy.sluice.dev/module: {module}{config}
-spec:
-  objectRef: {{workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: echo}}}}
-  strategy:
-    canary:
-      steps: {steps}
-      trafficRoutings: [{{service: echo, gracePeriodSeconds: 0, ingress: {{name: echo}}}}]
-"#,
-        support::cluster::deployment_yaml("echo", "barnett/canarydemo:v1", 5)
-    )
-}
-
-fn sha(bytes: &[u8]) -> String {
-    sluice::strategy::cache::sha256_hex(bytes)
-}
-
-fn module_status(c: &Cluster, ns: &str, name: &str) -> Value {
-    c.sim
-        .store()
-        .get(
-            &sluice_sim::store::ResKey::new("sluice.dev", "strategymodules"),
-            ns,
-            name,
-        )
-        .and_then(|m| m.get("status").cloned())
-        .unwrap_or(Value::Null)
-}
-
-fn strategy_status(r: &Rollout) -> (String, String) {
-    r.status
-        .as_ref()
-        .and_then(|s| s.strategy.as_ref())
-        .map(|s| (s.module.clone(), s.digest.clone()))
-        .unwrap_or_default()
-}
-
 fn strategy_condition(r: &Rollout) -> Option<(String, String, String)> {
     r.status
         .as_ref()?
@@ -87,20 +37,6 @@ fn strategy_condition(r: &Rollout) -> Option<(String, String, String)> {
         .iter()
         .find(|c| c.type_ == "StrategyReady")
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-async fn release_v2(c: &Cluster) {
-    c.until_healthy("echo").await;
-    c.until("held", || async {
-        c.deployment("echo").await.spec.paused == Some(true)
-    })
-    .await;
-    c.apply(&support::cluster::deployment_yaml(
-        "echo",
-        "barnett/canarydemo:v2",
-        5,
-    ))
-    .await;
 }
 
 #[tokio::test]
@@ -267,91 +203,6 @@ async fn a_digest_mismatch_is_refused_naming_both_digests() {
     assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 0);
 }
 
-/// An HTTPS server with its own CA, serving one module at `/module.wasm`.
-struct HttpsServer {
-    url: String,
-    ca_file: tempfile::NamedTempFile,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for HttpsServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn https_server(module: &'static [u8]) -> HttpsServer {
-    use std::io::Write;
-    use std::sync::Arc;
-    let ca_key = rcgen::KeyPair::generate().expect("ca key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "sluice test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("params");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let cert = params.signed_by(&key, &issuer).expect("cert");
-    let mut ca_file = tempfile::NamedTempFile::new().expect("ca file");
-    ca_file.write_all(ca.pem().as_bytes()).expect("write ca");
-
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("listen");
-    let url = format!(
-        "https://localhost:{}",
-        listener.local_addr().expect("addr").port()
-    );
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let (code, body) = if req.uri().path() == "/module.wasm" {
-                            (200, bytes::Bytes::from_static(module))
-                        } else {
-                            (404, bytes::Bytes::from_static(b"not found"))
-                        };
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .status(code)
-                                .body(http_body_util::Full::new(body))
-                                .expect("response"),
-                        )
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
-    HttpsServer { url, ca_file, task }
-}
-
 fn url_module(name: &str, url: &str, pin: &str) -> String {
     format!(
         "apiVersion: sluice.dev/v1alpha1\nkind: StrategyModule\nmetadata: {{name: {name}}}\nspec:\n  source: {{url: \"{url}\", sha256: \"{pin}\"}}\n"
@@ -442,83 +293,6 @@ async fn an_https_module_from_an_untrusted_server_is_refused() {
         module_status(&c, "default", "untrusted")["reason"] == "SourceUnavailable"
     })
     .await;
-}
-
-/// Debian's `docker-registry` on loopback.
-struct Registry {
-    addr: String,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn registry() -> Registry {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: {addr}}}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .expect("config");
-    let child = std::process::Command::new("docker-registry")
-        .args(["serve", &config.display().to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("Debian's docker-registry is installed (.ci/run installs it: apt-get install docker-registry)");
-    // Ready when it accepts connections (bounded: it starts in milliseconds).
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    Registry {
-        addr,
-        child,
-        _dir: dir,
-    }
-}
-
-async fn push(registry: &Registry, repository: &str, bytes: &[u8]) -> String {
-    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-    use oci_client::manifest::{WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
-    let client = oci_client::Client::new(ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(vec![registry.addr.clone()]),
-        ..Default::default()
-    });
-    let reference = format!("{}/{repository}", registry.addr);
-    let layers = vec![ImageLayer::new(
-        bytes.to_vec(),
-        WASM_LAYER_MEDIA_TYPE.to_owned(),
-        None,
-    )];
-    let config = Config::new(b"{}".to_vec(), WASM_CONFIG_MEDIA_TYPE.to_owned(), None);
-    client
-        .push(
-            &reference.parse().expect("reference"),
-            &layers,
-            config,
-            &oci_client::secrets::RegistryAuth::Anonymous,
-            None,
-        )
-        .await
-        .expect("push");
-    reference
 }
 
 fn oci_module(name: &str, reference: &str, pin: &str) -> String {

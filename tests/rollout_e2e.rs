@@ -89,15 +89,6 @@ fn canary_deployments(c: &Cluster) -> Vec<Value> {
         .collect()
 }
 
-fn canary_weight(c: &Cluster) -> Option<String> {
-    c.object("networking.k8s.io", "ingresses", "echo-canary")
-        .and_then(|i| {
-            i.pointer("/metadata/annotations/nginx.ingress.kubernetes.io~1canary-weight")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-}
-
 fn stable_selector_hash(c: &Cluster) -> Option<String> {
     c.object("", "services", "echo").and_then(|s| {
         s.pointer("/spec/selector/pod-template-hash")
@@ -195,7 +186,7 @@ async fn the_walkthrough_release_waits_for_approval_then_completes() {
         canary_svc["spec"]["selector"]["pod-template-hash"],
         json!(canary.pod_template_hash)
     );
-    assert_eq!(canary_weight(&c).as_deref(), Some("20"));
+    assert_eq!(c.canary_weight("echo").as_deref(), Some("20"));
     let n = 400;
     let v2 = c.share(HOST, "/apis/echo", n, "Demo: V2").await;
     assert!(
@@ -273,7 +264,11 @@ async fn five_steps_of_20_40_60_80_90_percent() {
         let status = c.rollout("echo").await.status.unwrap();
         let canary = status.canary_status.unwrap();
         assert_eq!(canary.canary_replicas, pods, "step {step}");
-        assert_eq!(canary_weight(&c), Some(weight.to_string()), "step {step}");
+        assert_eq!(
+            c.canary_weight("echo"),
+            Some(weight.to_string()),
+            "step {step}"
+        );
         assert_eq!(
             c.ready_pods_with("barnett/canarydemo:v2"),
             pods as usize,
@@ -721,7 +716,7 @@ async fn the_kubevela_trait_legacy_type_nginx_routes_through_the_ingress_named_l
     .await;
     c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
     c.until_paused_at("echo", 1).await;
-    assert_eq!(canary_weight(&c).as_deref(), Some("20"));
+    assert_eq!(c.canary_weight("echo").as_deref(), Some("20"));
 }
 
 #[tokio::test]
@@ -753,7 +748,7 @@ async fn the_traffic_routing_cannot_change_mid_release() {
         "{msg}"
     );
     assert_eq!(
-        canary_weight(&c).as_deref(),
+        c.canary_weight("echo").as_deref(),
         Some("20"),
         "the release is left as it was"
     );

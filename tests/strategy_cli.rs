@@ -27,15 +27,16 @@ fn example_scenarios() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(workspace().join("examples/scenarios"))
         .expect("examples/scenarios")
         .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml") && !is_doubling(p))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml") && !for_an_example_module(p))
         .collect();
     files.sort();
     files
 }
 
-fn is_doubling(p: &Path) -> bool {
-    p.file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("doubling"))
+/// Scenarios written for one of the example modules rather than `builtin:steps`.
+fn for_an_example_module(p: &Path) -> bool {
+    p.file_stem()
+        .is_some_and(|n| ["doubling", "linear", "approval"].contains(&n.to_string_lossy().as_ref()))
 }
 
 fn write_module(dir: &Path, name: &str, bytes: &[u8]) -> String {
@@ -73,6 +74,102 @@ fn the_doubling_scenario_passes_against_the_example_module() {
         "examples/scenarios/doubling.yaml",
     ]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn the_javascript_example_passes_its_scenario() {
+    let bytes = sluice_test_guests::LINEAR_JS.unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = write_module(dir.path(), "linear.wasm", bytes);
+    // Compiled once, by the first command: an interpreter inside takes seconds.
+    let cache = dir.path().join("cache").display().to_string();
+    let out = sluice(&["strategy", "inspect", "--cache-dir", &cache, &module]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("pure component (no WASI)"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("name:      linear 0.1.0"),
+        "{}",
+        text(&out)
+    );
+    let out = sluice(&[
+        "strategy",
+        "test",
+        "--cache-dir",
+        &cache,
+        &module,
+        "--scenario",
+        "examples/scenarios/linear.yaml",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(" 0 failed"), "{}", text(&out));
+    // A configuration error is the module's own message, thrown from JavaScript.
+    let out = sluice(&[
+        "strategy",
+        "validate",
+        "--cache-dir",
+        &cache,
+        &module,
+        "--config",
+        r#"{"colour": 1}"#,
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("colour: unknown field; the fields are interval, maxFailedPods"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn the_python_example_passes_its_scenario() {
+    let bytes = sluice_test_guests::APPROVAL_PY.unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = write_module(dir.path(), "approval.wasm", bytes);
+    // Compiled once, by the first command: an interpreter inside takes seconds.
+    let cache = dir.path().join("cache").display().to_string();
+    let out = sluice(&["strategy", "inspect", "--cache-dir", &cache, &module]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("pure component (no WASI)"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("name:      approval 0.1.0"),
+        "{}",
+        text(&out)
+    );
+    let out = sluice(&[
+        "strategy",
+        "test",
+        "--cache-dir",
+        &cache,
+        &module,
+        "--scenario",
+        "examples/scenarios/approval.yaml",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(" 0 failed"), "{}", text(&out));
+    // A configuration error is the module's own message, raised from Python.
+    let out = sluice(&[
+        "strategy",
+        "validate",
+        "--cache-dir",
+        &cache,
+        &module,
+        "--config",
+        r#"{"minSoakSeconds": -1}"#,
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("minSoakSeconds: -1 is not a whole number of at least 0"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! fresh pooled instance (what the controller does), and on a reused instance; and
 //! what loading a module costs: compiling it, and loading it from the on-disk cache.
 //!
+//! The same for the example strategies in Rust, JavaScript and Python: the last two
+//! carry an interpreter (SpiderMonkey, CPython) inside the module.
+//!
 //! `cargo bench -p sluice --bench decide`; figures in docs/benchmarks.md.
 
 #[path = "../../tests/support/sdk.rs"]
@@ -127,5 +130,58 @@ fn load(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decide, load);
+/// The example strategies, one per language, on the controller's path: a decision on a
+/// fresh instance, a compile, a load from the disk cache.
+fn languages(c: &mut Criterion) {
+    let modules: [(&str, &[u8]); 3] = [
+        ("rust_doubling", sluice_test_guests::DOUBLING),
+        (
+            "javascript_linear",
+            sluice_test_guests::LINEAR_JS.unwrap_or_else(|e| panic!("{e}")),
+        ),
+        (
+            "python_approval",
+            sluice_test_guests::APPROVAL_PY.unwrap_or_else(|e| panic!("{e}")),
+        ),
+    ];
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let engine = runtime.engine().clone();
+    let metrics: Arc<dyn sluice::strategy::MetricsSource> = Arc::new(NoMetrics);
+    let input = input();
+    for (name, bytes) in modules {
+        let module = runtime.load(bytes).expect("load");
+        let strategy = Strategy::new(module, Limits::default(), Grants::none());
+        let mut group = c.benchmark_group(format!("language/{name}"));
+        group.bench_function("decide_fresh_instance", |b| {
+            b.iter(|| {
+                runtime
+                    .decide(&strategy, black_box(&input), metrics.clone())
+                    .expect("decision")
+            })
+        });
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(20));
+        group.bench_function("compile", |b| {
+            b.iter(|| Component::new(&engine, black_box(bytes)).expect("compile"))
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let digest = sluice::strategy::cache::sha256_hex(bytes);
+        ArtifactCache::open(dir.path(), &engine)
+            .expect("cache")
+            .load_or_compile(&engine, &digest, bytes)
+            .expect("warm the cache");
+        group.bench_function("from_disk_cache", |b| {
+            b.iter(|| {
+                ArtifactCache::open(dir.path(), &engine)
+                    .expect("cache")
+                    .load_or_compile(&engine, &digest, black_box(bytes))
+                    .expect("cached")
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, decide, load, languages);
 criterion_main!(benches);

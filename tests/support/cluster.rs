@@ -149,6 +149,18 @@ impl Cluster {
             .map(|v| (*v).clone())
     }
 
+    /// The traffic share of the canary Ingress `<ingress>-canary`, as ingress-nginx reads it.
+    pub fn canary_weight(&self, ingress: &str) -> Option<String> {
+        self.object(
+            "networking.k8s.io",
+            "ingresses",
+            &format!("{ingress}-canary"),
+        )?
+        .pointer("/metadata/annotations/nginx.ingress.kubernetes.io~1canary-weight")?
+        .as_str()
+        .map(str::to_owned)
+    }
+
     /// Objects of a kind, as JSON.
     pub fn objects(&self, group: &str, plural: &str) -> Vec<Value> {
         self.sim

@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod modules;
 pub mod sdk;
+pub mod sources;
 
 use std::path::Path;
 use std::sync::Arc;

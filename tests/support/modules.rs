@@ -1,0 +1,78 @@
+//! Rollouts that name a strategy module, and what the tests read back.
+
+use serde_json::Value;
+use sluice::kruise::v1alpha1::Rollout;
+
+use crate::support::cluster::Cluster;
+
+/// A Deployment `echo` (v1, 5 pods), its Service and Ingress, and a Rollout of
+/// `steps` that names `module` with `config`.
+pub fn app_and_rollout(module: &str, config: Option<&str>, steps: &str) -> String {
+    let config = config
+        .map(|c| format!("\n    strategy.sluice.dev/config: '{c}'"))
+        .unwrap_or_default();
+    let service_and_ingress = crate::support::cluster::SERVICE_AND_INGRESS.trim();
+    format!(
+        r#"
+{}
+---
+{service_and_ingress}
+---
+apiVersion: rollouts.kruise.io/v1alpha1
+kind: Rollout
+metadata:
+  name: echo
+  annotations:
+    strategy.sluice.dev/module: {module}{config}
+spec:
+  objectRef: {{workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: echo}}}}
+  strategy:
+    canary:
+      steps: {steps}
+      trafficRoutings: [{{service: echo, gracePeriodSeconds: 0, ingress: {{name: echo}}}}]
+"#,
+        crate::support::cluster::deployment_yaml("echo", "barnett/canarydemo:v1", 5)
+    )
+}
+
+/// A module's digest, as pins and statuses write it.
+pub fn sha(bytes: &[u8]) -> String {
+    sluice::strategy::cache::sha256_hex(bytes)
+}
+
+/// The status of the StrategyModule `ns/name`, or null.
+pub fn module_status(c: &Cluster, ns: &str, name: &str) -> Value {
+    c.sim
+        .store()
+        .get(
+            &sluice_sim::store::ResKey::new("sluice.dev", "strategymodules"),
+            ns,
+            name,
+        )
+        .and_then(|m| m.get("status").cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// The module name and digest of the Rollout's last decision.
+pub fn strategy_status(r: &Rollout) -> (String, String) {
+    r.status
+        .as_ref()
+        .and_then(|s| s.strategy.as_ref())
+        .map(|s| (s.module.clone(), s.digest.clone()))
+        .unwrap_or_default()
+}
+
+/// Waits for the first release to settle, then releases v2.
+pub async fn release_v2(c: &Cluster) {
+    c.until_healthy("echo").await;
+    c.until("held", || async {
+        c.deployment("echo").await.spec.paused == Some(true)
+    })
+    .await;
+    c.apply(&crate::support::cluster::deployment_yaml(
+        "echo",
+        "barnett/canarydemo:v2",
+        5,
+    ))
+    .await;
+}
