@@ -381,3 +381,20 @@ fn deploy_crds_match_what_the_binary_prints() {
     assert!(file.contains("name: rollouts.rollouts.kruise.io"));
     assert!(file.contains("jsonPath: .status.canaryStatus.currentStepState"));
 }
+
+#[test]
+fn dev_takes_the_controllers_module_source_and_metric_options() {
+    for command in ["dev", "controller"] {
+        let out = sluice(&[command, "--help"]);
+        assert!(out.status.success(), "{}", text(&out));
+        for option in [
+            "--insecure-registry",
+            "--module-ca-file",
+            "--metric-provider",
+            "--metric-timeout",
+            "--metric-token-file",
+        ] {
+            assert!(text(&out).contains(option), "{command} lacks {option}");
+        }
+    }
+}

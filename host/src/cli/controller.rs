@@ -38,6 +38,15 @@ pub struct ControllerArgs {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Where modules come from and what they may query.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// How modules are fetched and which metric providers they may query: options of
+/// `sluice controller` and `sluice dev` alike.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
     /// A metric provider modules may query: NAME=URL of a Prometheus-compatible API (repeat).
     #[arg(long = "metric-provider")]
     pub providers: Vec<crate::providers::ProviderConfig>,
@@ -53,6 +62,34 @@ pub struct ControllerArgs {
     /// An OCI registry (host:port) reached over plain HTTP (repeat).
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
+}
+
+impl SourceArgs {
+    /// Sets these options on a controller configuration.
+    pub fn configure(&self, config: &mut ControllerConfig) -> anyhow::Result<()> {
+        let token = match &self.metric_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        config.providers = self
+            .providers
+            .iter()
+            .cloned()
+            .map(|mut p| {
+                p.timeout = self.metric_timeout;
+                p.token = token.clone();
+                p
+            })
+            .collect();
+        config.module_ca = self.module_ca_file.clone();
+        config.insecure_registries = self.insecure_registries.clone();
+        Ok(())
+    }
 }
 
 /// A kube client from a kubeconfig file, or inferred.
@@ -85,36 +122,16 @@ pub fn run(args: ControllerArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
             .identity
             .clone()
             .unwrap_or_else(|| format!("sluice-{}", std::process::id()));
-        let config = ControllerConfig {
+        let mut config = ControllerConfig {
             namespace: args.namespace.clone(),
             lease: (!args.no_leader_election)
                 .then(|| LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)),
             metrics_addr: Some(args.metrics_addr),
             reporter: "sluice".into(),
-            module_ca: args.module_ca_file.clone(),
-            insecure_registries: args.insecure_registries.clone(),
             download_dir,
-            providers: {
-                let token = match &args.metric_token_file {
-                    Some(path) => Some(
-                        std::fs::read_to_string(path)
-                            .with_context(|| format!("reading {}", path.display()))?
-                            .trim()
-                            .to_owned(),
-                    ),
-                    None => None,
-                };
-                args.providers
-                    .iter()
-                    .cloned()
-                    .map(|mut p| {
-                        p.timeout = args.metric_timeout;
-                        p.token = token.clone();
-                        p
-                    })
-                    .collect()
-            },
+            ..ControllerConfig::default()
         };
+        args.sources.configure(&mut config)?;
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

@@ -24,6 +24,9 @@ pub struct DevArgs {
     /// Milliseconds from a pod's creation to its readiness.
     #[arg(long, default_value_t = 500)]
     pub pod_ready_ms: u64,
+    /// Where modules come from and what they may query, as for `sluice controller`.
+    #[command(flatten)]
+    pub sources: super::controller::SourceArgs,
 }
 
 /// Runs the simulator until Ctrl-C.
@@ -41,7 +44,9 @@ pub fn run(args: DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode
         })
         .await?;
         sim.write_kubeconfig(&args.kubeconfig)?;
-        let controller = crate::local::start_controller(&sim, cache_dir).await?;
+        let mut config = crate::controller::ControllerConfig::default();
+        args.sources.configure(&mut config)?;
+        let controller = crate::local::start_controller_with(&sim, cache_dir, config).await?;
         let kubeconfig = std::fs::canonicalize(&args.kubeconfig).unwrap_or(args.kubeconfig.clone());
         println!("Simulated cluster running (not a real Kubernetes: an in-memory API server with simulated workloads),");
         println!("with the Sluice controller serving rollouts.kruise.io Rollouts.");
