@@ -4,9 +4,10 @@
 
 mod support;
 
-use serde_json::json;
 use support::cluster::Cluster;
-use support::modules::{app_and_rollout, module_status, release_v2, sha, strategy_status};
+use support::modules::{
+    app_and_rollout, module_status, release_v2, set_config, sha, strategy_status,
+};
 use support::sources::{https_server, push, registry};
 
 const COMPLETED: &str = "Rollout progressing has been completed";
@@ -59,13 +60,7 @@ async fn a_javascript_module_over_https_drives_a_release() {
         r.status
     );
     // The module's own configuration check runs as soon as the Rollout names it.
-    c.patch(
-        "rollouts.kruise.io/v1alpha1",
-        "Rollout",
-        "echo",
-        json!({"metadata": {"annotations": {"strategy.sluice.dev/config": "{\"interval\": \"soon\"}"}}}),
-    )
-    .await;
+    set_config(&c, r#"{"interval": "soon"}"#).await;
     c.until_rollout(
         "echo",
         "the JavaScript module refuses the configuration",
@@ -82,13 +77,7 @@ async fn a_javascript_module_over_https_drives_a_release() {
     )
     .await;
     // No interval: it walks the remaining steps by itself.
-    c.patch(
-        "rollouts.kruise.io/v1alpha1",
-        "Rollout",
-        "echo",
-        json!({"metadata": {"annotations": {"strategy.sluice.dev/config": "{\"interval\": 0}"}}}),
-    )
-    .await;
+    set_config(&c, r#"{"interval": 0}"#).await;
     c.until_rollout("echo", "completed by the JavaScript module", |r| {
         status_message(r) == Some(COMPLETED)
     })

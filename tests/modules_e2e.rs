@@ -7,7 +7,9 @@ use base64::Engine as _;
 use serde_json::json;
 use sluice::kruise::v1alpha1::Rollout;
 use support::cluster::Cluster;
-use support::modules::{app_and_rollout, module_status, release_v2, sha, strategy_status};
+use support::modules::{
+    app_and_rollout, module_status, release_v2, set_config, sha, strategy_status,
+};
 use support::sources::{https_server, push, registry};
 
 fn b64(bytes: &[u8]) -> String {
@@ -372,13 +374,7 @@ async fn a_bad_configuration_is_reported_as_soon_as_the_rollout_names_the_module
         })
     })
     .await;
-    c.patch(
-        "rollouts.kruise.io/v1alpha1",
-        "Rollout",
-        "echo",
-        json!({"metadata": {"annotations": {"strategy.sluice.dev/config": "{\"start\": 10}"}}}),
-    )
-    .await;
+    set_config(&c, r#"{"start": 10}"#).await;
     c.until_rollout("echo", "accepted", |r| {
         strategy_condition(r)
             .is_some_and(|(s, reason, _)| s == "True" && reason == "ConfigAccepted")

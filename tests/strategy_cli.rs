@@ -76,99 +76,60 @@ fn the_doubling_scenario_passes_against_the_example_module() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
-#[test]
-fn the_javascript_example_passes_its_scenario() {
-    let bytes = sluice_test_guests::LINEAR_JS.unwrap_or_else(|e| panic!("{e}"));
+/// An example module in another language: a pure component that describes itself,
+/// passes its scenario, and answers a bad configuration in its own words.
+fn example_passes(
+    bytes: Result<&[u8], &str>,
+    name: &str,
+    scenario: &str,
+    bad_config: &str,
+    its_words: &str,
+) {
+    let bytes = bytes.unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let module = write_module(dir.path(), "linear.wasm", bytes);
+    let module = write_module(dir.path(), &format!("{name}.wasm"), bytes);
     // Compiled once, by the first command: an interpreter inside takes seconds.
     let cache = dir.path().join("cache").display().to_string();
-    let out = sluice(&["strategy", "inspect", "--cache-dir", &cache, &module]);
+    let run = |args: &[&str]| {
+        let mut all = vec!["strategy", args[0], "--cache-dir", &cache, &module];
+        all.extend_from_slice(&args[1..]);
+        sluice(&all)
+    };
+    let out = run(&["inspect"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("pure component (no WASI)"),
-        "{}",
-        text(&out)
-    );
-    assert!(
-        text(&out).contains("name:      linear 0.1.0"),
-        "{}",
-        text(&out)
-    );
-    let out = sluice(&[
-        "strategy",
-        "test",
-        "--cache-dir",
-        &cache,
-        &module,
-        "--scenario",
-        "examples/scenarios/linear.yaml",
-    ]);
+    for line in [
+        "pure component (no WASI)",
+        &format!("name:      {name} 0.1.0"),
+    ] {
+        assert!(text(&out).contains(line), "{}", text(&out));
+    }
+    let out = run(&["test", "--scenario", scenario]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains(" 0 failed"), "{}", text(&out));
-    // A configuration error is the module's own message, thrown from JavaScript.
-    let out = sluice(&[
-        "strategy",
-        "validate",
-        "--cache-dir",
-        &cache,
-        &module,
-        "--config",
-        r#"{"colour": 1}"#,
-    ]);
+    let out = run(&["validate", "--config", bad_config]);
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("colour: unknown field; the fields are interval, maxFailedPods"),
-        "{}",
-        text(&out)
+    assert!(text(&out).contains(its_words), "{}", text(&out));
+}
+
+#[test]
+fn the_javascript_example_passes_its_scenario() {
+    example_passes(
+        sluice_test_guests::LINEAR_JS,
+        "linear",
+        "examples/scenarios/linear.yaml",
+        r#"{"colour": 1}"#,
+        "colour: unknown field; the fields are interval, maxFailedPods",
     );
 }
 
 #[test]
 fn the_python_example_passes_its_scenario() {
-    let bytes = sluice_test_guests::APPROVAL_PY.unwrap_or_else(|e| panic!("{e}"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let module = write_module(dir.path(), "approval.wasm", bytes);
-    // Compiled once, by the first command: an interpreter inside takes seconds.
-    let cache = dir.path().join("cache").display().to_string();
-    let out = sluice(&["strategy", "inspect", "--cache-dir", &cache, &module]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("pure component (no WASI)"),
-        "{}",
-        text(&out)
-    );
-    assert!(
-        text(&out).contains("name:      approval 0.1.0"),
-        "{}",
-        text(&out)
-    );
-    let out = sluice(&[
-        "strategy",
-        "test",
-        "--cache-dir",
-        &cache,
-        &module,
-        "--scenario",
+    example_passes(
+        sluice_test_guests::APPROVAL_PY,
+        "approval",
         "examples/scenarios/approval.yaml",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains(" 0 failed"), "{}", text(&out));
-    // A configuration error is the module's own message, raised from Python.
-    let out = sluice(&[
-        "strategy",
-        "validate",
-        "--cache-dir",
-        &cache,
-        &module,
-        "--config",
         r#"{"minSoakSeconds": -1}"#,
-    ]);
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("minSoakSeconds: -1 is not a whole number of at least 0"),
-        "{}",
-        text(&out)
+        "minSoakSeconds: -1 is not a whole number of at least 0",
     );
 }
 

@@ -76,3 +76,14 @@ pub async fn release_v2(c: &Cluster) {
     ))
     .await;
 }
+
+/// Sets the Rollout `echo`'s module configuration.
+pub async fn set_config(c: &Cluster, config: &str) {
+    c.patch(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        "echo",
+        serde_json::json!({"metadata": {"annotations": {"strategy.sluice.dev/config": config}}}),
+    )
+    .await;
+}
