@@ -286,6 +286,79 @@ async fn five_steps_of_20_40_60_80_90_percent() {
     assert_clean(&c, "barnett/canarydemo:v2", 5).await;
 }
 
+/// Kruise's step jump: patch `nextStepIndex`, then approve.
+async fn jump_to(c: &Cluster, step: i32) {
+    let api: kube::Api<sluice::kruise::v1alpha1::Rollout> =
+        kube::Api::namespaced(c.client.clone(), "default");
+    api.patch_status(
+        "echo",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"status": {"canaryStatus": {"nextStepIndex": step}}})),
+    )
+    .await
+    .expect("patch nextStepIndex");
+    c.approve("echo").await;
+}
+
+#[tokio::test]
+async fn patching_next_step_index_jumps_forward_and_back() {
+    let c = Cluster::start().await;
+    let steps = "[{weight: 20, pause: {}}, {weight: 40, pause: {}}, {weight: 60, pause: {}}, {weight: 80, pause: {}}]";
+    v1_healthy(&c, steps, 5).await;
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until_paused_at("echo", 1).await;
+    let next = |r: &sluice::kruise::v1alpha1::Rollout| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.canary_status.as_ref())
+            .map(|c| c.next_step_index)
+    };
+    assert_eq!(next(&c.rollout("echo").await), Some(2));
+
+    // Forward over step 2.
+    jump_to(&c, 3).await;
+    c.until_paused_at("echo", 3).await;
+    assert_eq!(c.canary_weight("echo").as_deref(), Some("60"));
+    c.until("3 canary pods", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") == 3
+    })
+    .await;
+    assert_eq!(next(&c.rollout("echo").await), Some(4));
+
+    // Back to step 1: the canary shrinks to its one pod again.
+    jump_to(&c, 1).await;
+    c.until_paused_at("echo", 1).await;
+    assert_eq!(c.canary_weight("echo").as_deref(), Some("20"));
+    c.until("1 canary pod", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") == 1
+    })
+    .await;
+    // Both jumps are events (the recorder counts repeats of a reason on one Event).
+    c.until("the jumps are events", || async {
+        let jumps: Vec<Value> = c
+            .objects("", "events")
+            .into_iter()
+            .filter(|e| e["reason"] == "StepJumped")
+            .collect();
+        jumps
+            .iter()
+            .map(|e| e["count"].as_u64().unwrap_or(1))
+            .sum::<u64>()
+            == 2
+            && jumps.iter().any(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("from step 1 to step 3"))
+            })
+    })
+    .await;
+
+    // An approval without a patch goes on to the following step, as usual.
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    assert_eq!(c.canary_weight("echo").as_deref(), Some("40"));
+}
+
 #[tokio::test]
 async fn a_continuous_release_restarts_at_step_1() {
     let c = Cluster::start().await;

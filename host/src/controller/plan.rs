@@ -10,7 +10,7 @@ use super::traffic::{self, Router, Routing};
 use crate::kruise::v1alpha1::{CanaryStatus, RolloutStatus, StrategyStatus};
 use crate::kruise::validate;
 use crate::rollout::spec;
-use crate::rollout::stepper::{self, Convergence};
+use crate::rollout::stepper::{self, Convergence, StepProgress};
 use crate::strategy::model::{
     Action, Decision, Observation, ReplicaCounts, Replicas, StepState, Traffic,
 };
@@ -310,6 +310,30 @@ fn template_moved_on(o: &Observed, w: &WorkloadView) -> bool {
             .is_some_and(|c| !same_template(&c.template, &w.template))
 }
 
+/// The step progress the status records, after the step jump a person may have asked
+/// for by patching `nextStepIndex`.
+fn progress(o: &Observed, w: &WorkloadView, s: &RolloutStatus) -> StepProgress {
+    let recorded = status::progress_of(s);
+    let steps = o
+        .rollout
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| spec::steps(&c.steps).ok());
+    match (s.canary_status.as_ref(), steps) {
+        (Some(c), Some(steps)) => stepper::jump(
+            recorded,
+            c.next_step_index,
+            &steps,
+            w.replicas,
+            canary_counts(o, w).updated,
+            o.now,
+        ),
+        _ => recorded,
+    }
+}
+
 /// The strategy's input, when the stage needs a decision.
 pub fn strategy_input(o: &Observed, stage: &Stage, config: &str) -> Option<Observation> {
     if *stage != Stage::Rolling {
@@ -319,7 +343,7 @@ pub fn strategy_input(o: &Observed, stage: &Stage, config: &str) -> Option<Obser
     let canary_spec = o.rollout.spec.strategy.canary.as_ref()?;
     let steps = spec::steps(&canary_spec.steps).ok()?;
     let s = status_of(o);
-    let progress = status::progress_of(&s);
+    let progress = progress(o, w, &s);
     let failure_threshold = canary_spec
         .failure_threshold
         .as_ref()
@@ -938,7 +962,17 @@ fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         .canary
         .as_ref()
         .map_or(0, |c| c.steps.len());
-    let progress = status::progress_of(&p.status);
+    let progress = progress(o, w, &p.status);
+    let recorded = status::progress_of(&p.status);
+    if progress.step != recorded.step {
+        p.notes.push(Note::normal(
+            "StepJumped",
+            format!(
+                "nextStepIndex was set to {}: from step {} to step {} of {steps_total}",
+                progress.step, recorded.step, progress.step
+            ),
+        ));
+    }
     match &decision.action {
         Action::Complete => {
             p.notes.push(Note::normal(
@@ -1099,10 +1133,13 @@ fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
     }
     c.current_step_index = i32::try_from(next.step).unwrap_or(i32::MAX);
     c.current_step_state = next.state.as_str().into();
-    c.next_step_index = if next.step as usize >= steps_total {
-        -1
+    // A nextStepIndex a person wrote stays until the step moves: it is their jump.
+    let asked = c.next_step_index;
+    let asked_is_a_step = asked >= 1 && asked as usize <= steps_total;
+    c.next_step_index = if next.step == recorded.step && asked_is_a_step {
+        asked
     } else {
-        c.current_step_index + 1
+        stepper::next_step_index(next.step, steps_total)
     };
     c.last_update_time = Some(status::time(next.last_update_time.max(1)));
     c.canary_replicas = i32::try_from(pods).unwrap_or(i32::MAX);

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::strategy::model::{Action, Decision, ReplicaCounts, Replicas, StepState};
+use crate::strategy::model::{Action, Decision, Percent, ReplicaCounts, Replicas, Step, StepState};
 
 /// The step progress kept in a Rollout's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -80,6 +80,55 @@ pub fn next(
     }
 }
 
+/// The `nextStepIndex` Kruise writes for a 1-based step of `steps`: the following
+/// step, or -1 after the last.
+pub fn next_step_index(step: u32, steps: usize) -> i32 {
+    if step as usize >= steps {
+        -1
+    } else {
+        i32::try_from(step + 1).unwrap_or(-1)
+    }
+}
+
+/// Kruise's step jump: a person patched `status.canaryStatus.nextStepIndex` to a
+/// step other than the following one, and the current step is approved. The rollout
+/// goes to that step — straight to its traffic when the canary already has the
+/// step's pods, from its start otherwise. Anything else leaves `progress` as it is.
+pub fn jump(
+    progress: StepProgress,
+    asked: i32,
+    steps: &[Step],
+    total: u32,
+    canary_updated: u32,
+    now: u64,
+) -> StepProgress {
+    let Ok(target) = u32::try_from(asked) else {
+        return progress;
+    };
+    let expected = next_step_index(progress.step, steps.len());
+    if progress.state != StepState::StepReady
+        || asked == expected
+        || target == 0
+        || target as usize > steps.len()
+    {
+        return progress;
+    }
+    let step = &steps[target as usize - 1];
+    // Kruise's v1alpha1 rule: a step without replicas has as many as its traffic share.
+    let replicas = step
+        .replicas
+        .unwrap_or_else(|| Replicas::Percent(step.traffic_weight.unwrap_or(Percent::FULL)));
+    StepProgress {
+        step: target,
+        state: if replicas.resolve(total) == canary_updated {
+            StepState::StepTrafficRouting
+        } else {
+            StepState::BeforeStepUpgrade
+        },
+        last_update_time: now,
+    }
+}
+
 /// Kruise's rule for a batch of canary pods being ready: all `desired` pods updated,
 /// and all of them ready but for the tolerated failures, and at least one ready.
 pub fn batch_ready(
@@ -98,7 +147,7 @@ pub fn batch_ready(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::model::{Percent, StepTarget, Traffic};
+    use crate::strategy::model::{StepTarget, Traffic};
 
     fn decision(step: u32, action: Action) -> Decision {
         Decision {
@@ -302,5 +351,55 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    fn weights(ws: &[u8]) -> Vec<Step> {
+        ws.iter()
+            .map(|w| Step {
+                traffic_weight: Some(Percent::new(*w).expect("weight")),
+                ..Step::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_patched_next_step_index_jumps_once_the_step_is_approved() {
+        use StepState::*;
+        let steps = weights(&[20, 40, 60, 80]);
+        // Approved in step 3, nextStepIndex patched back to 1: 20% of 10 is 2 pods,
+        // the canary has 6, so step 1 starts over.
+        let jumped = jump(at(3, StepReady, 50), 1, &steps, 10, 6, 90);
+        assert_eq!(jumped, at(1, BeforeStepUpgrade, 90));
+        // The canary already has the target step's pods: straight to its traffic.
+        let jumped = jump(at(1, StepReady, 50), 3, &steps, 10, 6, 90);
+        assert_eq!(jumped, at(3, StepTrafficRouting, 90));
+        // Explicit replicas win over the weight.
+        let mut explicit = steps.clone();
+        explicit[3].replicas = Some(Replicas::Count(6));
+        let jumped = jump(at(1, StepReady, 50), 4, &explicit, 10, 6, 90);
+        assert_eq!(jumped, at(4, StepTrafficRouting, 90));
+    }
+
+    #[test]
+    fn no_jump_without_approval_a_changed_index_or_a_real_step() {
+        use StepState::*;
+        let steps = weights(&[20, 40, 60]);
+        let ready = at(2, StepReady, 50);
+        // Not approved yet.
+        assert_eq!(
+            jump(at(2, StepPaused, 50), 1, &steps, 10, 4, 90),
+            at(2, StepPaused, 50)
+        );
+        // The index Kruise itself writes: the following step, or -1 after the last.
+        assert_eq!(jump(ready, 3, &steps, 10, 4, 90), ready);
+        assert_eq!(
+            jump(at(3, StepReady, 50), -1, &steps, 10, 6, 90),
+            at(3, StepReady, 50)
+        );
+        // Out of range.
+        assert_eq!(jump(ready, 0, &steps, 10, 4, 90), ready);
+        assert_eq!(jump(ready, 4, &steps, 10, 4, 90), ready);
+        assert_eq!(next_step_index(2, 3), 3);
+        assert_eq!(next_step_index(3, 3), -1);
     }
 }
