@@ -294,7 +294,9 @@ async fn report(ctx: &Context, o: &observed::Observed, plan: &plan::Plan) -> Res
             },
             reason: note.reason.clone(),
             note: Some(note.message.chars().take(1000).collect()),
-            action: "Reconcile".into(),
+            // The recorder folds events by type, reason and action, not by note: the
+            // note as action keeps each transition its own Event, and counts repeats.
+            action: note.message.chars().take(128).collect(),
             secondary: None,
         };
         if let Err(e) = ctx.recorder.publish(&event, &reference).await {
