@@ -310,18 +310,21 @@ fn template_moved_on(o: &Observed, w: &WorkloadView) -> bool {
             .is_some_and(|c| !same_template(&c.template, &w.template))
 }
 
-/// The step progress the status records, after the step jump a person may have asked
-/// for by patching `nextStepIndex`.
-fn progress(o: &Observed, w: &WorkloadView, s: &RolloutStatus) -> StepProgress {
-    let recorded = status::progress_of(s);
-    let steps = o
-        .rollout
+/// The Rollout's canary steps as written; none without a canary strategy.
+fn written_steps(o: &Observed) -> &[crate::kruise::v1alpha1::CanaryStep] {
+    o.rollout
         .spec
         .strategy
         .canary
         .as_ref()
-        .and_then(|c| spec::steps(&c.steps).ok());
-    match (s.canary_status.as_ref(), steps) {
+        .map_or(&[], |c| c.steps.as_slice())
+}
+
+/// The step progress the status records, after the step jump a person may have asked
+/// for by patching `nextStepIndex`.
+fn progress(o: &Observed, w: &WorkloadView, s: &RolloutStatus) -> StepProgress {
+    let recorded = status::progress_of(s);
+    match (s.canary_status.as_ref(), spec::steps(written_steps(o)).ok()) {
         (Some(c), Some(steps)) => stepper::jump(
             recorded,
             c.next_step_index,
@@ -557,13 +560,7 @@ fn idle(o: &Observed, p: &mut Plan) {
     }
     p.status.phase = Some(phase::HEALTHY.into());
     if p.status.canary_status.is_none() {
-        let steps = o
-            .rollout
-            .spec
-            .strategy
-            .canary
-            .as_ref()
-            .map_or(0, |c| c.steps.len());
+        let steps = written_steps(o).len();
         p.status.canary_status = Some(CanaryStatus {
             observed_workload_generation: w.generation,
             stable_revision: w.stable_revision.clone(),
@@ -955,13 +952,7 @@ fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         last_action: decision.action.name().to_owned(),
     });
 
-    let steps_total = o
-        .rollout
-        .spec
-        .strategy
-        .canary
-        .as_ref()
-        .map_or(0, |c| c.steps.len());
+    let steps_total = written_steps(o).len();
     let progress = progress(o, w, &p.status);
     let recorded = status::progress_of(&p.status);
     if progress.step != recorded.step {
