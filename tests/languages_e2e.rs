@@ -7,6 +7,7 @@ mod support;
 use support::cluster::Cluster;
 use support::modules::{
     app_and_rollout, module_status, release_v2, set_config, sha, strategy_status,
+    until_module_ready,
 };
 use support::sources::{https_server, push, registry};
 
@@ -32,10 +33,7 @@ async fn a_javascript_module_over_https_drives_a_release() {
         sha(bytes)
     ))
     .await;
-    c.until("the module is ready", || async {
-        module_status(&c, "default", "linear")["ready"] == true
-    })
-    .await;
+    until_module_ready(&c, "linear").await;
     let status = module_status(&c, "default", "linear");
     assert_eq!(status["describesAs"], "linear 0.1.0", "{status}");
     assert_eq!(status["contractVersion"], "0.1.0", "{status}");
@@ -109,10 +107,7 @@ async fn a_python_module_from_a_registry_waits_for_approval_at_every_step() {
         sha(bytes)
     ))
     .await;
-    c.until("the module is ready", || async {
-        module_status(&c, "default", "approval")["ready"] == true
-    })
-    .await;
+    until_module_ready(&c, "approval").await;
     assert_eq!(
         module_status(&c, "default", "approval")["describesAs"],
         "approval 0.1.0"

@@ -106,8 +106,7 @@ const SUCCESS: &str = r#"sum(rate(sim_gateway_requests_total{service=\"echo-cana
 
 fn setup() -> String {
     let module = base64::engine::general_purpose::STANDARD.encode(sluice_test_guests::METRICS_GATE);
-    let service_and_ingress = support::cluster::SERVICE_AND_INGRESS.trim();
-    format!(
+    let modules = format!(
         r#"
 apiVersion: v1
 kind: ConfigMap
@@ -120,23 +119,18 @@ metadata: {{name: metrics-gate}}
 spec:
   source: {{configMap: {{name: metrics-gate, key: module.wasm}}}}
   capabilities: {{log: true, metrics: {{providers: [prometheus]}}}}
----
-{service_and_ingress}
----
-apiVersion: rollouts.kruise.io/v1alpha1
-kind: Rollout
-metadata:
-  name: echo
-  annotations:
-    strategy.sluice.dev/module: metrics-gate
-    strategy.sluice.dev/config: '{{"successRate": "{SUCCESS}", "minSuccessRate": 0.9, "interval": 4, "failureLimit": 2}}'
-spec:
-  objectRef: {{workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: echo}}}}
-  strategy:
-    canary:
-      steps: [{{weight: 50}}, {{weight: 100}}]
-      trafficRoutings: [{{service: echo, gracePeriodSeconds: 0, ingress: {{name: echo}}}}]
 "#
+    );
+    let config = format!(
+        r#"{{"successRate": "{SUCCESS}", "minSuccessRate": 0.9, "interval": 4, "failureLimit": 2}}"#
+    );
+    format!(
+        "{modules}---\n{}",
+        support::modules::rollout_yaml(
+            "metrics-gate",
+            Some(&config),
+            "[{weight: 50}, {weight: 100}]"
+        )
     )
 }
 

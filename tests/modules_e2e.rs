@@ -9,6 +9,7 @@ use sluice::kruise::v1alpha1::Rollout;
 use support::cluster::Cluster;
 use support::modules::{
     app_and_rollout, module_status, release_v2, set_config, sha, strategy_status,
+    until_module_ready,
 };
 use support::sources::{https_server, push, registry};
 
@@ -53,10 +54,7 @@ async fn a_configmap_module_drives_a_release_and_its_digest_is_recorded() {
         Some(&sha(bytes)),
     ))
     .await;
-    c.until("the module is ready", || async {
-        module_status(&c, "default", "doubling")["ready"] == true
-    })
-    .await;
+    until_module_ready(&c, "doubling").await;
     let status = module_status(&c, "default", "doubling");
     assert_eq!(status["digest"], sha(bytes));
     assert_eq!(status["contractVersion"], "0.1.0");
@@ -227,10 +225,7 @@ async fn an_https_module_with_a_pinned_digest_loads_through_the_configured_ca() 
         &sha(bytes),
     ))
     .await;
-    c.until("the module is ready", || async {
-        module_status(&c, "default", "fetched")["ready"] == true
-    })
-    .await;
+    until_module_ready(&c, "fetched").await;
     assert_eq!(
         module_status(&c, "default", "fetched")["digest"],
         sha(bytes)
@@ -317,10 +312,7 @@ async fn an_oci_module_is_pulled_from_a_registry_and_checked_against_its_pin() {
     .await;
     c.apply(&oci_module("pulled", &reference, &sha(bytes)))
         .await;
-    c.until("the module is ready", || async {
-        module_status(&c, "default", "pulled")["ready"] == true
-    })
-    .await;
+    until_module_ready(&c, "pulled").await;
     assert_eq!(module_status(&c, "default", "pulled")["digest"], sha(bytes));
 
     let wrong = "3".repeat(64);

@@ -8,14 +8,22 @@ use crate::support::cluster::Cluster;
 /// A Deployment `echo` (v1, 5 pods), its Service and Ingress, and a Rollout of
 /// `steps` that names `module` with `config`.
 pub fn app_and_rollout(module: &str, config: Option<&str>, steps: &str) -> String {
+    format!(
+        "{}\n---\n{}",
+        crate::support::cluster::deployment_yaml("echo", "barnett/canarydemo:v1", 5),
+        rollout_yaml(module, config, steps)
+    )
+}
+
+/// The Service and Ingress of `echo`, and a Rollout of `steps` that names `module`
+/// with `config`.
+pub fn rollout_yaml(module: &str, config: Option<&str>, steps: &str) -> String {
     let config = config
         .map(|c| format!("\n    strategy.sluice.dev/config: '{c}'"))
         .unwrap_or_default();
     let service_and_ingress = crate::support::cluster::SERVICE_AND_INGRESS.trim();
     format!(
         r#"
-{}
----
 {service_and_ingress}
 ---
 apiVersion: rollouts.kruise.io/v1alpha1
@@ -30,9 +38,16 @@ spec:
     canary:
       steps: {steps}
       trafficRoutings: [{{service: echo, gracePeriodSeconds: 0, ingress: {{name: echo}}}}]
-"#,
-        crate::support::cluster::deployment_yaml("echo", "barnett/canarydemo:v1", 5)
+"#
     )
+}
+
+/// Waits until the StrategyModule `default/name` is ready.
+pub async fn until_module_ready(c: &Cluster, name: &str) {
+    c.until(&format!("module {name} is ready"), || async {
+        module_status(c, "default", name)["ready"] == true
+    })
+    .await;
 }
 
 /// A module's digest, as pins and statuses write it.
