@@ -6,8 +6,8 @@ mod support;
 
 use support::cluster::Cluster;
 use support::modules::{
-    app_and_rollout, module_status, release_v2, set_config, sha, strategy_status,
-    until_module_ready,
+    app_and_rollout, module_status, oci_module, release_v2, set_config, sha, strategy_status,
+    until_module_ready, url_module,
 };
 use support::sources::{https_server, push, registry};
 
@@ -27,10 +27,10 @@ async fn a_javascript_module_over_https_drives_a_release() {
         ..Default::default()
     })
     .await;
-    c.apply(&format!(
-        "apiVersion: sluice.dev/v1alpha1\nkind: StrategyModule\nmetadata: {{name: linear}}\nspec:\n  source: {{url: \"{}/module.wasm\", sha256: \"{}\"}}\n  capabilities: {{log: true}}\n",
-        server.url,
-        sha(bytes)
+    c.apply(&url_module(
+        "linear",
+        &format!("{}/module.wasm", server.url),
+        &sha(bytes),
     ))
     .await;
     until_module_ready(&c, "linear").await;
@@ -102,11 +102,8 @@ async fn a_python_module_from_a_registry_waits_for_approval_at_every_step() {
         ..Default::default()
     })
     .await;
-    c.apply(&format!(
-        "apiVersion: sluice.dev/v1alpha1\nkind: StrategyModule\nmetadata: {{name: approval}}\nspec:\n  source: {{oci: \"{reference}\", sha256: \"{}\"}}\n",
-        sha(bytes)
-    ))
-    .await;
+    c.apply(&oci_module("approval", &reference, &sha(bytes)))
+        .await;
     until_module_ready(&c, "approval").await;
     assert_eq!(
         module_status(&c, "default", "approval")["describesAs"],

@@ -8,8 +8,8 @@ use serde_json::json;
 use sluice::kruise::v1alpha1::Rollout;
 use support::cluster::Cluster;
 use support::modules::{
-    app_and_rollout, module_status, release_v2, set_config, sha, strategy_status,
-    until_module_ready,
+    app_and_rollout, module_status, oci_module, release_v2, set_config, sha, strategy_status,
+    until_module_ready, url_module,
 };
 use support::sources::{https_server, push, registry};
 
@@ -203,12 +203,6 @@ async fn a_digest_mismatch_is_refused_naming_both_digests() {
     assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 0);
 }
 
-fn url_module(name: &str, url: &str, pin: &str) -> String {
-    format!(
-        "apiVersion: sluice.dev/v1alpha1\nkind: StrategyModule\nmetadata: {{name: {name}}}\nspec:\n  source: {{url: \"{url}\", sha256: \"{pin}\"}}\n"
-    )
-}
-
 #[tokio::test]
 async fn an_https_module_with_a_pinned_digest_loads_through_the_configured_ca() {
     let bytes = sluice_test_guests::DOUBLING;
@@ -290,12 +284,6 @@ async fn an_https_module_from_an_untrusted_server_is_refused() {
         module_status(&c, "default", "untrusted")["reason"] == "SourceUnavailable"
     })
     .await;
-}
-
-fn oci_module(name: &str, reference: &str, pin: &str) -> String {
-    format!(
-        "apiVersion: sluice.dev/v1alpha1\nkind: StrategyModule\nmetadata: {{name: {name}}}\nspec:\n  source: {{oci: \"{reference}\", sha256: \"{pin}\"}}\n"
-    )
 }
 
 #[tokio::test]

@@ -42,6 +42,22 @@ spec:
     )
 }
 
+/// A StrategyModule `name` downloaded from `url`, pinned to `pin`, granted `log`.
+pub fn url_module(name: &str, url: &str, pin: &str) -> String {
+    module_from(name, &format!("url: \"{url}\""), pin)
+}
+
+/// A StrategyModule `name` pulled from the OCI `reference`, pinned to `pin`, granted `log`.
+pub fn oci_module(name: &str, reference: &str, pin: &str) -> String {
+    module_from(name, &format!("oci: \"{reference}\""), pin)
+}
+
+fn module_from(name: &str, source: &str, pin: &str) -> String {
+    format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: StrategyModule\nmetadata: {{name: {name}}}\nspec:\n  source: {{{source}, sha256: \"{pin}\"}}\n  capabilities: {{log: true}}\n"
+    )
+}
+
 /// Waits until the StrategyModule `default/name` is ready.
 pub async fn until_module_ready(c: &Cluster, name: &str) {
     c.until(&format!("module {name} is ready"), || async {
