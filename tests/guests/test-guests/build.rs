@@ -21,8 +21,16 @@ fn main() {
         .package("doubling-strategy")
         .package("hostile-strategy")
         .package("metrics-gate-strategy");
+    // The sources only: an example's node_modules (after `npm ci` there) would be
+    // scanned at every build and rebuild the modules whenever npm touched it.
     pure.watch(&[
-        "examples/strategies",
+        "examples/strategies/doubling",
+        "examples/strategies/metrics-gate",
+        "examples/strategies/linear-js/strategy.js",
+        "examples/strategies/linear-js/package.json",
+        "examples/strategies/linear-js/package-lock.json",
+        "examples/strategies/approval-py/app.py",
+        "examples/strategies/approval-py/requirements.txt",
         "tests/guests/hostile",
         "guest/sdk",
         "wit",
