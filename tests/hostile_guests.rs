@@ -135,9 +135,9 @@ fn out_of_range_decisions_are_invalid_and_name_the_field() {
         ("step", "step: 2 is not a step of this rollout (1-1)"),
         (
             "message",
-            "message: 1048576 bytes, more than the 1024 allowed",
+            "message: 65536 bytes, more than the 1024 allowed",
         ),
-        ("memo", "memo: 1048576 bytes, more than the 4096 allowed"),
+        ("memo", "memo: 65536 bytes, more than the 4096 allowed"),
     ];
     for (mode, violation) in cases {
         let err = misbehave(&runtime, &strategy, mode);
@@ -148,6 +148,18 @@ fn out_of_range_decisions_are_invalid_and_name_the_field() {
             other => panic!("{mode}: expected an invalid decision, got {other}"),
         }
     }
+}
+
+#[test]
+fn a_result_larger_than_the_host_copies_is_stopped_in_the_lift() {
+    let runtime = runtime();
+    let strategy = hostile(&runtime, Limits::default(), Grants::none());
+    let err = misbehave(&runtime, &strategy, "huge");
+    assert!(
+        matches!(err, StrategyError::HostData { export: "decide", limit_bytes, .. } if limit_bytes == sluice::strategy::runtime::HOSTCALL_FUEL),
+        "{err}"
+    );
+    assert_eq!(err.reason(), "HostDataLimitExceeded");
 }
 
 #[test]

@@ -344,7 +344,7 @@ fn deploy_crds_match_what_the_binary_prints() {
 }
 
 #[test]
-fn dev_takes_the_controllers_module_source_and_metric_options() {
+fn dev_takes_the_controllers_configuration_source_and_metric_options() {
     for command in ["dev", "controller"] {
         let out = sluice(&[command, "--help"]);
         assert!(out.status.success(), "{}", text(&out));
@@ -353,7 +353,7 @@ fn dev_takes_the_controllers_module_source_and_metric_options() {
             "--module-ca-file",
             "--metric-provider",
             "--metric-timeout",
-            "--metric-token-file",
+            "--config",
         ] {
             assert!(text(&out).contains(option), "{command} lacks {option}");
         }

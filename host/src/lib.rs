@@ -2,12 +2,14 @@
 //! decision is made by a sandboxed WebAssembly strategy module.
 
 pub mod cli;
+pub mod config;
 pub mod controller;
 pub mod demo;
 pub mod fetch;
 pub mod kruise;
 pub mod local;
 pub mod modules;
+pub mod policy;
 pub mod providers;
 pub mod rollout;
 pub mod scenario;

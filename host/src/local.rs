@@ -37,9 +37,20 @@ impl Drop for LocalController {
     }
 }
 
+/// The user the controller runs as in a cluster: its ServiceAccount (deploy/).
+pub const CONTROLLER_USER: &str = "system:serviceaccount:sluice-system:sluice-controller";
+
 /// A kube client for the simulator.
 pub fn client(sim: &Sim) -> anyhow::Result<kube::Client> {
     let config = kube::Config::new(sim.api_url().parse().context("simulator URL")?);
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// A kube client for the simulator that acts as the controller's ServiceAccount, so
+/// the simulator's audit log tells the controller's requests apart.
+pub fn controller_client(sim: &Sim) -> anyhow::Result<kube::Client> {
+    let mut config = kube::Config::new(sim.api_url().parse().context("simulator URL")?);
+    config.auth_info.impersonate = Some(CONTROLLER_USER.to_owned());
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -60,26 +71,32 @@ pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs the CRDs and starts the controller against the simulator.
+/// Installs the CRDs and starts the controller against the simulator, compiling
+/// modules in this process (trusted modules only: the demo's).
 pub async fn start_controller(
     sim: &Sim,
     cache_dir: Option<PathBuf>,
 ) -> anyhow::Result<LocalController> {
-    start_controller_with(sim, cache_dir, ControllerConfig::default()).await
+    start_controller_with(
+        sim,
+        RuntimeConfig {
+            cache_dir,
+            ..RuntimeConfig::default()
+        },
+        ControllerConfig::default(),
+    )
+    .await
 }
 
-/// Like [`start_controller`], with this configuration.
+/// Like [`start_controller`], with this sandbox and this configuration.
 pub async fn start_controller_with(
     sim: &Sim,
-    cache_dir: Option<PathBuf>,
+    runtime: RuntimeConfig,
     config: ControllerConfig,
 ) -> anyhow::Result<LocalController> {
-    let client = client(sim)?;
-    install_crds(&client).await?;
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        cache_dir,
-        ..RuntimeConfig::default()
-    })?);
+    install_crds(&client(sim)?).await?;
+    let client = controller_client(sim)?;
+    let runtime = Arc::new(Runtime::new(runtime)?);
     let (stop, stopped) = futures::channel::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let shutdown = async move {

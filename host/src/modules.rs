@@ -10,7 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::fetch::Fetcher;
-use crate::strategy::{Grants, Limits, builtin};
+use crate::policy::{NamespaceScope, Tenant};
+use crate::providers::Providers;
+use crate::strategy::{Ceilings, Grants, Limits, builtin};
 
 /// A strategy module, usable by Rollouts of its namespace.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -55,8 +57,12 @@ pub struct StrategyModuleSpec {
 #[kube(derive = "PartialEq", derive = "Default")]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStrategyModuleSpec {
-    /// Where the module's component comes from.
+    /// Where the module's component comes from; pinned by `sha256` (ConfigMaps too).
     pub source: ModuleSource,
+    /// The namespaces whose Rollouts may use it, by name or label selector; none
+    /// when left out.
+    #[serde(default)]
+    pub allowed_namespaces: NamespaceScope,
     /// Bounds on each call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ModuleLimits>,
@@ -82,7 +88,8 @@ pub struct ModuleSource {
     /// A module compiled into the controller, e.g. `steps`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builtin: Option<String>,
-    /// The sha256 the bytes must hash to (required for `url` and `oci`).
+    /// The sha256 the bytes must hash to (required for `url`, `oci`, and every
+    /// source of a ClusterStrategyModule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }
@@ -99,7 +106,7 @@ pub struct ConfigMapSource {
     pub namespace: Option<String>,
 }
 
-/// Limits of a module's calls (defaults where absent).
+/// Limits of a module's calls (defaults where absent), within the controller's ceilings.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModuleLimits {
@@ -125,7 +132,9 @@ pub struct ModuleCapabilities {
     pub metrics: Option<MetricsCapability>,
 }
 
-/// The metrics capability.
+/// The metrics capability: the providers it asks for. The controller's operator
+/// grants each provider to some namespaces; a module asking for one its namespace
+/// is not granted is refused.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct MetricsCapability {
     /// Provider names.
@@ -184,42 +193,194 @@ pub struct ResolvedModule {
 }
 
 impl ModuleLimits {
-    fn apply(&self) -> Limits {
-        let d = Limits::default();
-        Limits {
-            memory_bytes: self.memory_bytes.unwrap_or(d.memory_bytes),
-            deadline_ms: self.deadline_ms.unwrap_or(d.deadline_ms),
-            fuel: self.fuel.unwrap_or(d.fuel),
-            ..d
+    /// The limits granted, or why not: a value above its ceiling.
+    pub fn admit(&self, ceilings: &Ceilings) -> Result<Limits, String> {
+        ceilings
+            .admit(self.memory_bytes, self.deadline_ms, self.fuel)
+            .map_err(|refused| {
+                refused
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+    }
+}
+
+/// Why a module may not be used, for a condition: a reason and a message.
+pub type Refusal = (String, String);
+
+fn refusal(reason: &str, message: impl Into<String>) -> Refusal {
+    (reason.to_owned(), message.into())
+}
+
+impl ModuleCapabilities {
+    /// The capabilities granted, checked against the operator's providers: every
+    /// provider asked for must be declared and, when `tenant` is given, granted to it.
+    pub fn grants(
+        &self,
+        providers: &Providers,
+        tenant: Option<Tenant<'_>>,
+    ) -> Result<Grants, Refusal> {
+        let asked = self
+            .metrics
+            .as_ref()
+            .map(|m| m.providers.clone())
+            .unwrap_or_default();
+        for name in &asked {
+            if name == "*" {
+                return Err(refusal(
+                    "CapabilityNotGranted",
+                    "spec.capabilities.metrics.providers: name each provider; `*` is not allowed",
+                ));
+            }
+            let Some(provider) = providers.configs().find(|p| &p.name == name) else {
+                return Err(refusal(
+                    "CapabilityNotGranted",
+                    format!(
+                        "spec.capabilities.metrics.providers: no metric provider `{name}` is declared in the controller's configuration (metricProviders)"
+                    ),
+                ));
+            };
+            if let Some(tenant) = tenant {
+                let granted = provider.grants(tenant).map_err(|e| {
+                    refusal(
+                        "CapabilityNotGranted",
+                        format!("metric provider `{name}`: {e}"),
+                    )
+                })?;
+                if !granted {
+                    return Err(refusal(
+                        "CapabilityNotGranted",
+                        format!(
+                            "spec.capabilities.metrics.providers: metric provider `{name}` is not granted to namespace {}; the controller's configuration grants it to {} (metricProviders[].namespaces)",
+                            tenant.name,
+                            provider.namespaces.describe()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Grants {
+            log: self.log,
+            metrics: asked.into_iter().collect(),
+        })
+    }
+
+    /// Whether checking these grants for a namespace needs its labels.
+    fn needs_labels(&self, providers: &Providers, ns: &str) -> bool {
+        self.metrics.iter().flat_map(|m| &m.providers).any(|name| {
+            providers
+                .configs()
+                .any(|p| &p.name == name && p.namespaces.needs_labels(ns))
+        })
+    }
+}
+
+/// What the operator allows, as module resolution needs it.
+#[derive(Clone)]
+pub struct Admission {
+    /// The most a module may ask for.
+    pub ceilings: Ceilings,
+    /// The declared metric providers.
+    pub providers: std::sync::Arc<Providers>,
+}
+
+/// A module's object, whichever its scope.
+struct ModuleObject {
+    source: ModuleSource,
+    limits: Option<ModuleLimits>,
+    capabilities: ModuleCapabilities,
+    /// The namespace of a namespaced module; `None` for a cluster module.
+    namespace: Option<String>,
+    allowed: Option<NamespaceScope>,
+}
+
+/// The labels of namespace `ns`, if it can be read.
+async fn namespace_labels(
+    client: &kube::Client,
+    ns: &str,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    match api.get_opt(ns).await {
+        Ok(Some(n)) => Some(n.metadata.labels.unwrap_or_default()),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(namespace = ns, error = %e, "cannot read the namespace's labels");
+            None
         }
     }
 }
 
-impl ModuleCapabilities {
-    fn grants(&self) -> Grants {
-        Grants {
-            log: self.log,
-            metrics: self
-                .metrics
-                .as_ref()
-                .map(|m| m.providers.iter().cloned().collect())
-                .unwrap_or_default(),
-        }
+/// Checks a module object against what the operator allows: its limits against the
+/// ceilings, its capabilities against the providers granted to `tenant` (the
+/// namespace it is used in or, for a namespaced module, belongs to).
+pub fn admit(
+    admission: &Admission,
+    limits: Option<&ModuleLimits>,
+    capabilities: &ModuleCapabilities,
+    tenant: Option<Tenant<'_>>,
+) -> Result<(Limits, Grants), Refusal> {
+    let limits = match limits {
+        Some(l) => l
+            .admit(&admission.ceilings)
+            .map_err(|m| refusal("LimitAboveCeiling", m))?,
+        None => admission.ceilings.defaults(),
+    };
+    let grants = capabilities.grants(&admission.providers, tenant)?;
+    Ok((limits, grants))
+}
+
+/// A ClusterStrategyModule's own rule: its source is pinned.
+pub fn check_cluster_source(source: &ModuleSource) -> Result<(), Refusal> {
+    if source.builtin.is_none() && source.sha256.is_none() {
+        return Err(refusal(
+            "PinRequired",
+            "spec.source.sha256: a ClusterStrategyModule pins its module's sha256, ConfigMap sources included; add the digest `sluice strategy inspect` prints",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a Rollout of namespace `tenant` may use a cluster module allowing `allowed`.
+pub fn check_allowed(
+    name: &str,
+    allowed: &NamespaceScope,
+    tenant: Tenant<'_>,
+) -> Result<(), Refusal> {
+    let admitted = allowed.admits(tenant).map_err(|e| {
+        refusal(
+            "NamespaceNotAllowed",
+            format!("ClusterStrategyModule {name}: spec.allowedNamespaces: {e}"),
+        )
+    })?;
+    if admitted {
+        Ok(())
+    } else {
+        Err(refusal(
+            "NamespaceNotAllowed",
+            format!(
+                "ClusterStrategyModule {name} may be used by {}, not by namespace {}; add the namespace to its spec.allowedNamespaces (names, or a selector its labels match)",
+                allowed.describe(),
+                tenant.name
+            ),
+        ))
     }
 }
 
 /// Resolves a Rollout's `strategy.sluice.dev/module` annotation in namespace `ns`:
-/// `builtin:<name>`, `<name>` (a StrategyModule of `ns`), or `cluster/<name>`.
+/// `builtin:<name>`, `<name>` (a StrategyModule of `ns`), or `cluster/<name>`, and
+/// checks it against what the operator allows for `ns`.
 pub async fn resolve(
     client: &kube::Client,
     fetcher: &Fetcher,
+    admission: &Admission,
     ns: &str,
     name: &str,
-) -> Result<ResolvedModule, (String, String)> {
-    let fail = |reason: &str, message: String| (reason.to_owned(), message);
+) -> Result<ResolvedModule, Refusal> {
     if let Some(builtin_name) = name.strip_prefix("builtin:") {
         let bytes = builtin::builtin(builtin_name).ok_or_else(|| {
-            fail(
+            refusal(
                 "ModuleNotFound",
                 format!(
                     "no built-in strategy `{builtin_name}`; built-ins: {}",
@@ -231,39 +392,37 @@ pub async fn resolve(
             name: name.to_owned(),
             bytes: std::sync::Arc::new(bytes.to_vec()),
             pin: None,
-            limits: Limits::default(),
+            limits: admission.ceilings.defaults(),
             grants: Grants::all(),
         });
     }
-    let (source, limits, capabilities, default_ns, ready) = if let Some(cluster_name) =
-        name.strip_prefix("cluster/")
-    {
+    let object = if let Some(cluster_name) = name.strip_prefix("cluster/") {
         let api: Api<ClusterStrategyModule> = Api::all(client.clone());
         let m = api
             .get_opt(cluster_name)
             .await
             .map_err(|e| {
-                fail(
+                refusal(
                     "ModuleNotFound",
                     format!("reading ClusterStrategyModule {cluster_name}: {e}"),
                 )
             })?
             .ok_or_else(|| {
-                fail(
+                refusal(
                     "ModuleNotFound",
                     format!("ClusterStrategyModule {cluster_name} does not exist"),
                 )
             })?;
-        (
-            m.spec.source,
-            m.spec.limits,
-            m.spec.capabilities,
-            None,
-            m.status.map(|s| s.ready),
-        )
+        ModuleObject {
+            source: m.spec.source,
+            limits: m.spec.limits,
+            capabilities: m.spec.capabilities,
+            namespace: None,
+            allowed: Some(m.spec.allowed_namespaces),
+        }
     } else {
         if name.contains('/') {
-            return Err(fail(
+            return Err(refusal(
                 "ModuleNotFound",
                 format!(
                     "{name:?}: a Rollout can use StrategyModules of its own namespace only (`<name>`), cluster modules (`cluster/<name>`) or built-ins (`builtin:<name>`)"
@@ -275,41 +434,76 @@ pub async fn resolve(
             .get_opt(name)
             .await
             .map_err(|e| {
-                fail(
+                refusal(
                     "ModuleNotFound",
                     format!("reading StrategyModule {ns}/{name}: {e}"),
                 )
             })?
             .ok_or_else(|| {
-                fail(
+                refusal(
                     "ModuleNotFound",
                     format!("StrategyModule {ns}/{name} does not exist in the Rollout's namespace"),
                 )
             })?;
-        (
-            m.spec.source,
-            m.spec.limits,
-            m.spec.capabilities,
-            Some(ns.to_owned()),
-            m.status.map(|s| s.ready),
-        )
+        ModuleObject {
+            source: m.spec.source,
+            limits: m.spec.limits,
+            capabilities: m.spec.capabilities,
+            namespace: Some(ns.to_owned()),
+            allowed: None,
+        }
     };
-    if ready == Some(false) {
-        return Err(fail(
-            "ModuleNotReady",
-            format!("module {name} is not ready; see its status"),
-        ));
+    let needs_labels = object.capabilities.needs_labels(&admission.providers, ns)
+        || object.allowed.as_ref().is_some_and(|a| a.needs_labels(ns));
+    let labels = if needs_labels {
+        namespace_labels(client, ns).await
+    } else {
+        None
+    };
+    let tenant = Tenant {
+        name: ns,
+        labels: labels.as_ref(),
+    };
+    if let Some(allowed) = &object.allowed {
+        check_cluster_source(&object.source)?;
+        check_allowed(name.trim_start_matches("cluster/"), allowed, tenant)?;
     }
-    let bytes = read_source(client, fetcher, &source, default_ns.as_deref())
-        .await
-        .map_err(|m| fail("ModuleNotAvailable", m))?;
+    let (limits, grants) = admit(
+        admission,
+        object.limits.as_ref(),
+        &object.capabilities,
+        Some(tenant),
+    )?;
+    let bytes = read_source(
+        client,
+        fetcher,
+        &object.source,
+        object.namespace.as_deref(),
+        admission.ceilings.module_bytes,
+    )
+    .await
+    .map_err(|m| refusal("ModuleNotAvailable", m))?;
     Ok(ResolvedModule {
         name: name.to_owned(),
         bytes,
-        pin: source.sha256.clone(),
-        limits: limits.map(|l| l.apply()).unwrap_or_default(),
-        grants: capabilities.grants(),
+        pin: object.source.sha256.clone(),
+        limits,
+        grants,
     })
+}
+
+/// The labels of namespace `ns` when a namespaced module's grants need them.
+pub async fn labels_for_grants(
+    client: &kube::Client,
+    admission: &Admission,
+    capabilities: &ModuleCapabilities,
+    ns: &str,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    if capabilities.needs_labels(&admission.providers, ns) {
+        namespace_labels(client, ns).await
+    } else {
+        None
+    }
 }
 
 /// Reads a source's bytes.
@@ -318,6 +512,7 @@ pub async fn read_source(
     fetcher: &Fetcher,
     source: &ModuleSource,
     default_ns: Option<&str>,
+    max_bytes: u64,
 ) -> Result<std::sync::Arc<Vec<u8>>, String> {
     let given = [
         source.config_map.is_some(),
@@ -365,6 +560,12 @@ pub async fn read_source(
                 )
             })?;
         if let Some(bytes) = map.binary_data.as_ref().and_then(|b| b.get(&cm.key)) {
+            if bytes.0.len() as u64 > max_bytes {
+                return Err(format!(
+                    "spec.source.configMap: the module is {} bytes, above the controller's ceiling of {max_bytes} bytes (sandbox.ceilings.moduleBytes)",
+                    bytes.0.len()
+                ));
+            }
             return Ok(std::sync::Arc::new(bytes.0.clone()));
         }
         // kubectl create configmap --from-file puts binary files in binaryData; some
@@ -384,10 +585,10 @@ pub async fn read_source(
         return Err("spec.source.sha256: url and oci sources must pin the module's sha256".into());
     };
     if let Some(url) = &source.url {
-        return fetcher.fetch(url, pin).await;
+        return fetcher.fetch(url, pin, max_bytes).await;
     }
     match &source.oci {
-        Some(reference) => fetcher.fetch_oci(reference, pin).await,
+        Some(reference) => fetcher.fetch_oci(reference, pin, max_bytes).await,
         None => Err("spec.source: give exactly one of configMap, url, oci or builtin".into()),
     }
 }

@@ -66,6 +66,7 @@ pub struct Sim {
     api_addr: SocketAddr,
     gateway_addr: SocketAddr,
     store: Arc<Store>,
+    audit: Arc<api::audit::AuditLog>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -88,9 +89,14 @@ impl Sim {
             })?;
         let (api_addr, gateway_addr) = (api.local_addr()?, gateway.local_addr()?);
         let (stop, stopped) = watch::channel(false);
+        let audit = Arc::new(api::audit::AuditLog::default());
         let tasks = vec![
             tokio::spawn(workloads::run(store.clone(), config.pods.clone())),
-            serve(api, api::router(store.clone()), stopped.clone()),
+            serve(
+                api,
+                api::router(store.clone(), audit.clone()),
+                stopped.clone(),
+            ),
             serve(gateway, gateway::router(store.clone()), stopped),
         ];
         tracing::info!(api = %api_addr, gateway = %gateway_addr, "simulator started");
@@ -98,6 +104,7 @@ impl Sim {
             api_addr,
             gateway_addr,
             store,
+            audit,
             stop,
             tasks,
         })
@@ -126,6 +133,11 @@ impl Sim {
     /// The store, for tests that look behind the API.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Every resource request the API server has served, with who asked.
+    pub fn audit(&self) -> Vec<api::audit::AuditEntry> {
+        self.audit.entries()
     }
 
     /// A kubeconfig for kubectl and kube-rs (plain HTTP, no credentials).

@@ -52,7 +52,7 @@ impl Cluster {
             .and_then(|l| l.local_addr())
             .expect("free port");
         config.metrics_addr = Some(metrics_addr);
-        let controller = local::start_controller_with(&sim, None, config)
+        let controller = local::start_controller_with(&sim, super::sandbox_config(), config)
             .await
             .expect("controller");
         Cluster {

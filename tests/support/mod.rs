@@ -19,6 +19,17 @@ pub fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig::default()).expect("runtime")
 }
 
+/// The sandbox as the controller runs it: modules compiled by the `sluice` binary's
+/// bounded helper process.
+pub fn sandbox_config() -> RuntimeConfig {
+    RuntimeConfig {
+        compiler: sluice::strategy::Compiler::Isolated(
+            sluice::strategy::IsolatedCompiler::with_program(env!("CARGO_BIN_EXE_sluice").into()),
+        ),
+        ..RuntimeConfig::default()
+    }
+}
+
 /// A runtime configured by `f`.
 pub fn runtime_with(f: impl FnOnce(&mut RuntimeConfig)) -> Runtime {
     let mut config = RuntimeConfig::default();
@@ -71,8 +82,12 @@ pub fn observation(steps: Vec<Step>, step: u32, state: StepState) -> Observation
 pub struct FixedMetrics(pub Result<f64, MetricsError>);
 
 impl MetricsSource for FixedMetrics {
-    fn query(&self, _provider: &str, _query: &str) -> Result<f64, MetricsError> {
-        self.0.clone()
+    fn query<'a>(
+        &'a self,
+        _provider: &'a str,
+        _query: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<f64, MetricsError>> {
+        Box::pin(std::future::ready(self.0.clone()))
     }
 }
 

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use kube::CustomResourceExt;
 
+use crate::config::OperatorConfig;
 use crate::controller::leader::LeaseConfig;
 use crate::controller::{ControllerConfig, run as run_controller};
 use crate::kruise::v1alpha1::Rollout;
@@ -43,19 +44,23 @@ pub struct ControllerArgs {
     pub sources: SourceArgs,
 }
 
-/// How modules are fetched and which metric providers they may query: options of
+/// The operator's configuration and how modules are fetched: options of
 /// `sluice controller` and `sluice dev` alike.
 #[derive(Debug, Args)]
 pub struct SourceArgs {
-    /// A metric provider modules may query: NAME=URL of a Prometheus-compatible API (repeat).
+    /// The operator's configuration file: sandbox ceilings and sizing, compilation,
+    /// cache, and metric providers with the namespaces granted each
+    /// (deploy/config.example.yaml shows every setting).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A metric provider every namespace may query: NAME=URL of a
+    /// Prometheus-compatible API (repeat). Declare providers in --config to grant
+    /// them to some namespaces only, with a token and a CA of their own.
     #[arg(long = "metric-provider")]
     pub providers: Vec<crate::providers::ProviderConfig>,
-    /// How long one metric query may take.
+    /// How long one query to a --metric-provider may take.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub metric_timeout: std::time::Duration,
-    /// A bearer token for the providers, read from this file (e.g. a mounted Secret).
-    #[arg(long)]
-    pub metric_token_file: Option<PathBuf>,
     /// CA certificates (PEM) trusted, beside the system's, for HTTPS and OCI module sources.
     #[arg(long)]
     pub module_ca_file: Option<PathBuf>,
@@ -65,31 +70,40 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    /// Sets these options on a controller configuration.
-    pub fn configure(&self, config: &mut ControllerConfig) -> anyhow::Result<()> {
-        let token = match &self.metric_token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
+    /// The configuration file (or the defaults), with the providers of the command line.
+    pub fn operator_config(&self, cache_dir: Option<PathBuf>) -> anyhow::Result<OperatorConfig> {
+        let mut operator = match &self.config {
+            Some(path) => OperatorConfig::read(path)?,
+            None => OperatorConfig::default(),
         };
-        config.providers = self
-            .providers
-            .iter()
-            .cloned()
-            .map(|mut p| {
+        operator
+            .metric_providers
+            .extend(self.providers.iter().cloned().map(|mut p| {
                 p.timeout = self.metric_timeout;
-                p.token = token.clone();
                 p
-            })
-            .collect();
+            }));
+        if cache_dir.is_some() {
+            operator.cache.dir = cache_dir;
+        }
+        operator
+            .check()
+            .map_err(|e| anyhow::anyhow!("the controller's configuration: {e}"))?;
+        Ok(operator)
+    }
+
+    /// Sets these options on a controller configuration.
+    pub fn configure(&self, config: &mut ControllerConfig, operator: &OperatorConfig) {
+        config.providers = operator.metric_providers.clone();
         config.module_ca = self.module_ca_file.clone();
         config.insecure_registries = self.insecure_registries.clone();
-        Ok(())
+        config.download_dir = operator.cache.dir.as_ref().map(|d| d.join("modules"));
     }
+}
+
+/// The sandbox's configuration, compiling modules in a helper process (this binary).
+pub fn runtime_config(operator: &OperatorConfig) -> anyhow::Result<RuntimeConfig> {
+    let program = std::env::current_exe().context("finding this binary to compile modules")?;
+    Ok(operator.runtime_config(Some(program)))
 }
 
 /// A kube client from a kubeconfig file, or inferred.
@@ -108,16 +122,13 @@ pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client
     Ok(kube::Client::try_from(config)?)
 }
 
-/// Runs the controller until Ctrl-C.
+/// Runs the controller until Ctrl-C or SIGTERM, then releases its lease.
 pub fn run(args: ControllerArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let client = client(args.kubeconfig.as_ref()).await?;
-        let download_dir = cache_dir.as_ref().map(|d| d.join("modules"));
-        let strategies = Arc::new(Runtime::new(RuntimeConfig {
-            cache_dir,
-            ..RuntimeConfig::default()
-        })?);
+        let operator = args.sources.operator_config(cache_dir)?;
+        let strategies = Arc::new(Runtime::new(runtime_config(&operator)?)?);
         let identity = args
             .identity
             .clone()
@@ -128,16 +139,33 @@ pub fn run(args: ControllerArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
                 .then(|| LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)),
             metrics_addr: Some(args.metrics_addr),
             reporter: "sluice".into(),
-            download_dir,
             ..ControllerConfig::default()
         };
-        args.sources.configure(&mut config)?;
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        run_controller(client, config, strategies, shutdown).await?;
+        args.sources.configure(&mut config, &operator);
+        run_controller(client, config, strategies, stop_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Completes at Ctrl-C or SIGTERM (what the kubelet sends a container to stop it).
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping at Ctrl-C only")
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The CRDs as one YAML stream.

@@ -44,9 +44,15 @@ pub fn run(args: DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode
         })
         .await?;
         sim.write_kubeconfig(&args.kubeconfig)?;
+        let operator = args.sources.operator_config(cache_dir)?;
         let mut config = crate::controller::ControllerConfig::default();
-        args.sources.configure(&mut config)?;
-        let controller = crate::local::start_controller_with(&sim, cache_dir, config).await?;
+        args.sources.configure(&mut config, &operator);
+        let controller = crate::local::start_controller_with(
+            &sim,
+            super::controller::runtime_config(&operator)?,
+            config,
+        )
+        .await?;
         let kubeconfig = std::fs::canonicalize(&args.kubeconfig).unwrap_or(args.kubeconfig.clone());
         println!("Simulated cluster running (not a real Kubernetes: an in-memory API server with simulated workloads),");
         println!("with the Sluice controller serving rollouts.kruise.io Rollouts.");
@@ -66,7 +72,7 @@ pub fn run(args: DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode
         println!("  curl {}/metrics", sim.gateway_url());
         println!();
         println!("Press Ctrl-C to stop.");
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        super::controller::stop_signal().await;
         controller.stop().await;
         sim.shutdown().await;
         Ok(ExitCode::SUCCESS)

@@ -44,6 +44,9 @@ pub enum Command {
     Controller(Box<controller::ControllerArgs>),
     /// Print the CustomResourceDefinitions Sluice serves, as YAML.
     Crds,
+    /// The compiler's helper process (started by the controller itself).
+    #[command(name = "__compile-module", hide = true)]
+    CompileModule(crate::strategy::compile::HelperArgs),
     /// Replay KubeVela's Kruise Rollout walk-through on the embedded simulator, narrated.
     Demo {
         /// Wait for Enter before rolling back and before approving.
@@ -58,12 +61,18 @@ pub enum Command {
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::CompileModule(args) = &cli.command {
+        // The helper speaks through its exit code, stdout and stderr only.
+        let code = crate::strategy::compile::helper_main(args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Strategy(cmd) => strategy::run(cmd, cli.cache_dir),
         Command::Dev(args) => dev::run(args, cli.cache_dir),
         Command::Controller(args) => controller::run(*args, cli.cache_dir),
         Command::Crds => controller::print_crds(),
+        Command::CompileModule(_) => Ok(ExitCode::SUCCESS),
         Command::Demo {
             interactive,
             requests,

@@ -65,8 +65,12 @@ pub enum Output {
 
 /// Runs a strategy command.
 pub fn run(cmd: StrategyCommand, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    // The module may be anyone's: compile it in the bounded helper, as the controller does.
+    let compiler = crate::strategy::IsolatedCompiler::current_exe()
+        .context("finding this binary to compile modules")?;
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir,
+        compiler: crate::strategy::Compiler::Isolated(compiler),
         ..RuntimeConfig::default()
     })?;
     match cmd {

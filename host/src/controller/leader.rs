@@ -127,3 +127,28 @@ pub async fn keep(client: &kube::Client, config: &LeaseConfig) {
         }
     }
 }
+
+/// Gives the lease up if this replica holds it, so a standby takes over at once
+/// instead of after the lease's duration.
+pub async fn release(client: &kube::Client, config: &LeaseConfig) -> Result<(), kube::Error> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
+    let Some(mut lease) = leases.get_opt(&config.name).await? else {
+        return Ok(());
+    };
+    let mut spec = lease.spec.clone().unwrap_or_default();
+    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+        return Ok(());
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(MicroTime(Timestamp::now()));
+    lease.spec = Some(spec);
+    match leases
+        .replace(&config.name, &PostParams::default(), &lease)
+        .await
+    {
+        // Someone else changed it meanwhile: it is not ours to release any more.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        other => other.map(|_| ()),
+    }
+}

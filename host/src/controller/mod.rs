@@ -36,8 +36,8 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::kruise::v1alpha1::Rollout;
-use crate::modules::ResolvedModule;
-use crate::strategy::{Runtime, Strategy};
+use crate::modules::{Refusal, ResolvedModule};
+use crate::strategy::{LoadError, ModuleState, Runtime, Strategy};
 use error::Error;
 use metrics::ControllerMetrics;
 use plan::Decided;
@@ -89,110 +89,138 @@ impl Default for ControllerConfig {
 pub struct Context {
     client: kube::Client,
     runtime: Arc<Runtime>,
-    providers: Arc<Vec<crate::providers::ProviderConfig>>,
+    providers: Arc<crate::providers::Providers>,
+    admission: crate::modules::Admission,
     fetcher: Arc<crate::fetch::Fetcher>,
     recorder: Recorder,
     metrics: Arc<ControllerMetrics>,
     rollouts: Store<Rollout>,
 }
 
+/// A resolved module on its way to a call.
+enum Usable {
+    /// Compiled, with its limits and grants.
+    Ready(Strategy),
+    /// Not yet: compiling, or waiting for a turn.
+    Waiting(String),
+    /// Refused.
+    Refused(Refusal),
+}
+
 impl Context {
-    /// Checks `config` with the module's `validate-config`; Ok names the module.
-    async fn check_config(
-        &self,
-        resolved: Result<ResolvedModule, (String, String)>,
-        module_name: &str,
-        config: &str,
-    ) -> Result<String, (String, String)> {
-        let resolved = resolved?;
-        let runtime = self.runtime.clone();
-        let config = config.to_owned();
-        let name = module_name.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let strategy = load(&runtime, &resolved)?;
-            runtime
-                .validate_config(&strategy, &config)
-                .map(|()| name)
-                .map_err(|e| (e.reason().to_owned(), e.to_string()))
-        })
-        .await
-        .map_err(|e| ("Panicked".to_owned(), e.to_string()))?
+    /// The strategy for a resolved module, without waiting for its compilation.
+    fn strategy(&self, resolved: &ResolvedModule, tenant: &str) -> Usable {
+        match self
+            .runtime
+            .module_state(tenant, resolved.bytes.clone(), resolved.pin.as_deref())
+        {
+            ModuleState::Ready(module) => Usable::Ready(Strategy::new(
+                module,
+                resolved.limits.clone(),
+                resolved.grants.clone(),
+            )),
+            ModuleState::Compiling => {
+                Usable::Waiting(format!("module {} is being compiled", resolved.name))
+            }
+            ModuleState::Failed(LoadError::Busy(busy)) => Usable::Waiting(busy.to_string()),
+            ModuleState::Failed(e) => Usable::Refused((e.reason().to_owned(), e.to_string())),
+        }
     }
 
-    /// Runs the Rollout's strategy on `input`, off the async threads.
-    async fn decide(
+    /// Checks `config` with the module's `validate-config`; Ok names the module;
+    /// `None` when the module cannot be asked yet (compiling, or the sandbox busy).
+    async fn check_config(
         &self,
-        resolved: Result<ResolvedModule, (String, String)>,
+        resolved: Result<ResolvedModule, Refusal>,
         module_name: &str,
-        input: crate::strategy::Observation,
-    ) -> Decided {
+        config: &str,
+        tenant: &str,
+    ) -> Option<Result<String, Refusal>> {
         let resolved = match resolved {
             Ok(r) => r,
-            Err((reason, message)) => {
-                return Decided::Failed {
+            Err(refused) => return Some(Err(refused)),
+        };
+        let strategy = match self.strategy(&resolved, tenant) {
+            Usable::Ready(s) => s,
+            Usable::Waiting(_) => return None,
+            Usable::Refused(refused) => return Some(Err(refused)),
+        };
+        match self
+            .runtime
+            .validate_config_async(tenant, &strategy, config)
+            .await
+        {
+            Ok(()) => Some(Ok(module_name.to_owned())),
+            Err(e) if e.is_transient() => None,
+            Err(e) => Some(Err((e.reason().to_owned(), e.to_string()))),
+        }
+    }
+
+    /// Runs the Rollout's strategy on `input`, in the sandbox, for `tenant`.
+    async fn decide(
+        &self,
+        resolved: Result<ResolvedModule, Refusal>,
+        module_name: &str,
+        input: crate::strategy::Observation,
+        tenant: &str,
+    ) -> Decided {
+        let failed = |(reason, message): Refusal| Decided::Failed {
+            module: module_name.to_owned(),
+            reason,
+            message,
+        };
+        let resolved = match resolved {
+            Ok(r) => r,
+            Err(refused) => return failed(refused),
+        };
+        let strategy = match self.strategy(&resolved, tenant) {
+            Usable::Ready(s) => s,
+            Usable::Waiting(why) => {
+                return Decided::Deferred {
                     module: module_name.to_owned(),
-                    reason,
-                    message,
+                    why,
                 };
             }
+            Usable::Refused(refused) => return failed(refused),
         };
-        let runtime = self.runtime.clone();
         // One cache of metric answers per reconcile.
         let metrics = Arc::new(crate::providers::ProviderMetrics::new(
             self.providers.clone(),
-            tokio::runtime::Handle::current(),
         ));
         let started = Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let strategy = load(&runtime, &resolved)?;
-            let digest = strategy.module.digest().to_owned();
-            runtime
-                .validate_config(&strategy, &input.config)
-                .and_then(|()| runtime.decide(&strategy, &input, metrics))
-                .map(|d| (d, digest))
-                .map_err(|e| (e.reason().to_owned(), e.to_string()))
-        })
-        .await;
+        let outcome = match self
+            .runtime
+            .validate_config_async(tenant, &strategy, &input.config)
+            .await
+        {
+            Ok(()) => {
+                self.runtime
+                    .decide_async(tenant, &strategy, &input, metrics)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         let took = started.elapsed();
         match outcome {
-            Ok(Ok((decision, digest))) => {
+            Ok(decision) => {
                 self.metrics
                     .decided(decision.action.name(), module_name, took);
                 Decided::Decision {
                     decision,
                     module: module_name.to_owned(),
-                    digest,
+                    digest: strategy.module.digest().to_owned(),
                 }
             }
-            Ok(Err((reason, message))) => {
-                self.metrics.decided("error", module_name, took);
-                Decided::Failed {
-                    module: module_name.to_owned(),
-                    reason,
-                    message,
-                }
-            }
-            Err(join) => Decided::Failed {
+            Err(e) if e.is_transient() => Decided::Deferred {
                 module: module_name.to_owned(),
-                reason: "Panicked".into(),
-                message: join.to_string(),
+                why: e.to_string(),
             },
+            Err(e) => {
+                self.metrics.decided("error", module_name, took);
+                failed((e.reason().to_owned(), e.to_string()))
+            }
         }
     }
-}
-
-/// Compiles (or finds) a resolved module, with its pin, limits and grants.
-fn load(runtime: &Runtime, resolved: &ResolvedModule) -> Result<Strategy, (String, String)> {
-    let loaded = match &resolved.pin {
-        Some(pin) => runtime.load_pinned(&resolved.bytes, pin),
-        None => runtime.load(&resolved.bytes),
-    };
-    let module = loaded.map_err(|e| ("ModuleNotLoadable".to_owned(), e.to_string()))?;
-    Ok(Strategy::new(
-        module,
-        resolved.limits.clone(),
-        resolved.grants.clone(),
-    ))
 }
 
 /// Reconciles one Rollout.
@@ -224,9 +252,15 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
         let idle = stage == plan::Stage::Idle;
         let decided = match plan::strategy_input(&observed, &stage, &config) {
             Some(input) => {
-                let resolved =
-                    crate::modules::resolve(&ctx.client, &ctx.fetcher, &ns, &module_name).await;
-                Some(ctx.decide(resolved, &module_name, input).await)
+                let resolved = crate::modules::resolve(
+                    &ctx.client,
+                    &ctx.fetcher,
+                    &ctx.admission,
+                    &ns,
+                    &module_name,
+                )
+                .await;
+                Some(ctx.decide(resolved, &module_name, input, &ns).await)
             }
             None => None,
         };
@@ -234,10 +268,19 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
         // Between releases, a named module's configuration is still checked, so a
         // mistake shows as soon as the Rollout names it rather than at the next release.
         if decided.is_none() && annotations.contains_key(MODULE_ANNOTATION) && idle {
-            let resolved =
-                crate::modules::resolve(&ctx.client, &ctx.fetcher, &ns, &module_name).await;
-            let check = ctx.check_config(resolved, &module_name, &config).await;
-            plan::config_checked(&mut plan, &check, observed.now);
+            let resolved = crate::modules::resolve(
+                &ctx.client,
+                &ctx.fetcher,
+                &ctx.admission,
+                &ns,
+                &module_name,
+            )
+            .await;
+            match ctx.check_config(resolved, &module_name, &config, &ns).await {
+                Some(check) => plan::config_checked(&mut plan, &check, observed.now),
+                // Not yet known: look again shortly.
+                None => plan.requeue = Some(Duration::from_secs(1)),
+            }
         }
         tracing::debug!(changes = ?plan.changes, "plan");
         apply::apply(&ctx.client, &observed, &plan.changes).await?;
@@ -481,10 +524,19 @@ pub async fn run(
         config.download_dir.clone(),
         config.insecure_registries.clone(),
     )?);
+    let providers = Arc::new(
+        crate::providers::Providers::new(config.providers.clone())
+            .map_err(|e| anyhow::anyhow!("metric providers: {e}"))?,
+    );
+    let admission = crate::modules::Admission {
+        ceilings: *runtime.ceilings(),
+        providers: providers.clone(),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         runtime: runtime.clone(),
-        providers: Arc::new(config.providers.clone()),
+        providers,
+        admission: admission.clone(),
         fetcher: fetcher.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
@@ -530,6 +582,7 @@ pub async fn run(
         client.clone(),
         runtime.clone(),
         fetcher.clone(),
+        admission,
         config.namespace.clone(),
     ));
     // A module's new version (its object or its ConfigMap) reaches the Rollouts using
@@ -631,6 +684,12 @@ pub async fn run(
             }
         })
         .await;
+    if let Some(lease) = &config.lease {
+        match leader::release(&client, lease).await {
+            Ok(()) => tracing::info!(lease = %lease.name, "released the lease"),
+            Err(e) => tracing::warn!(error = %e, "cannot release the lease"),
+        }
+    }
     tracing::info!("controller stopped");
     Ok(())
 }

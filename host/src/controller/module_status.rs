@@ -13,14 +13,33 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::modules::{
-    self, ClusterStrategyModule, ModuleSource, StrategyModule, StrategyModuleStatus,
+    self, Admission, ClusterStrategyModule, ModuleCapabilities, ModuleLimits, ModuleSource,
+    StrategyModule, StrategyModuleStatus,
 };
-use crate::strategy::Runtime;
+use crate::policy::Tenant;
+use crate::strategy::{Grants, ModuleState, Runtime, Strategy};
+
+/// The sandbox tenant cluster modules are loaded as.
+const CLUSTER_TENANT: &str = "cluster-modules";
+
+/// How soon a module still compiling, or waiting for the sandbox, is looked at again.
+const AGAIN_SOON: Duration = Duration::from_secs(2);
 
 struct Ctx {
     client: kube::Client,
     runtime: Arc<Runtime>,
     fetcher: Arc<crate::fetch::Fetcher>,
+    admission: Admission,
+}
+
+/// A module object, whichever its scope.
+struct Module<'a> {
+    source: &'a ModuleSource,
+    limits: Option<&'a ModuleLimits>,
+    capabilities: &'a ModuleCapabilities,
+    /// The namespace of a namespaced module.
+    namespace: Option<&'a str>,
+    generation: Option<i64>,
 }
 
 /// Runs both status loops until the process ends (each only if its CRD is served).
@@ -28,12 +47,14 @@ pub async fn run(
     client: kube::Client,
     runtime: Arc<Runtime>,
     fetcher: Arc<crate::fetch::Fetcher>,
+    admission: Admission,
     namespace: Option<String>,
 ) {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         runtime,
         fetcher,
+        admission,
     });
     let namespaced: Api<StrategyModule> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -72,49 +93,96 @@ fn error_policy<K>(_: Arc<K>, error: &kube::Error, _: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_secs(10))
 }
 
-async fn status_for(
-    ctx: &Ctx,
-    source: &ModuleSource,
-    ns: Option<&str>,
-    generation: Option<i64>,
-) -> StrategyModuleStatus {
+fn not_ready(reason: &str, message: String, generation: Option<i64>) -> StrategyModuleStatus {
+    StrategyModuleStatus {
+        ready: false,
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        ..StrategyModuleStatus::default()
+    }
+}
+
+/// The module's status, and how soon to look again if it is not settled.
+async fn status_for(ctx: &Ctx, m: Module<'_>) -> (StrategyModuleStatus, Option<Duration>) {
+    let generation = m.generation;
     let now = k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    let bytes = match modules::read_source(&ctx.client, &ctx.fetcher, source, ns).await {
+    if m.namespace.is_none()
+        && let Err((reason, message)) = modules::check_cluster_source(m.source)
+    {
+        return (not_ready(&reason, message, generation), None);
+    }
+    let labels = match m.namespace {
+        Some(ns) => {
+            modules::labels_for_grants(&ctx.client, &ctx.admission, m.capabilities, ns).await
+        }
+        None => None,
+    };
+    let tenant = m.namespace.map(|ns| Tenant {
+        name: ns,
+        labels: labels.as_ref(),
+    });
+    let limits = match modules::admit(&ctx.admission, m.limits, m.capabilities, tenant) {
+        Ok((limits, _)) => limits,
+        Err((reason, message)) => return (not_ready(&reason, message, generation), None),
+    };
+    let bytes = match modules::read_source(
+        &ctx.client,
+        &ctx.fetcher,
+        m.source,
+        m.namespace,
+        ctx.admission.ceilings.module_bytes,
+    )
+    .await
+    {
         Ok(b) => b,
-        Err(message) => {
-            return StrategyModuleStatus {
-                ready: false,
-                reason: "SourceUnavailable".into(),
-                message,
-                observed_generation: generation,
-                ..StrategyModuleStatus::default()
-            };
+        Err(message) => return (not_ready("SourceUnavailable", message, generation), None),
+    };
+    let bucket = m.namespace.unwrap_or(CLUSTER_TENANT);
+    let module = match ctx
+        .runtime
+        .module_state(bucket, bytes, m.source.sha256.as_deref())
+    {
+        ModuleState::Ready(module) => module,
+        ModuleState::Compiling => {
+            return (
+                not_ready(
+                    "Compiling",
+                    "the module is being compiled".into(),
+                    generation,
+                ),
+                Some(AGAIN_SOON),
+            );
+        }
+        ModuleState::Failed(crate::strategy::LoadError::Busy(busy)) => {
+            return (
+                not_ready(
+                    "Compiling",
+                    format!("waiting to compile: {busy}"),
+                    generation,
+                ),
+                Some(AGAIN_SOON),
+            );
+        }
+        ModuleState::Failed(e) => {
+            return (not_ready(e.reason(), e.to_string(), generation), None);
         }
     };
-    let runtime = ctx.runtime.clone();
-    let pin = source.sha256.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
-        let module = match pin {
-            Some(pin) => runtime.load_pinned(&bytes, &pin),
-            None => runtime.load(&bytes),
-        }?;
-        // What the module says of itself; a module that cannot describe itself still runs.
-        let strategy = crate::strategy::Strategy::new(
-            module.clone(),
-            crate::strategy::Limits::default(),
-            crate::strategy::Grants::none(),
-        );
-        let info = runtime.describe(&strategy).ok();
-        Ok::<_, crate::strategy::LoadError>((module, info))
-    })
-    .await;
-    match loaded {
-        Ok(Ok((module, info))) => StrategyModuleStatus {
+    // What the module says of itself, asked within its own limits and its
+    // namespace's share of the sandbox; a module that cannot describe itself still runs.
+    let strategy = Strategy::new(module.clone(), limits, Grants::none());
+    let (info, described, again) = match ctx.runtime.describe_async(bucket, &strategy).await {
+        Ok(info) => (Some(info), String::new(), None),
+        Err(e) if e.is_transient() => (None, String::new(), Some(AGAIN_SOON)),
+        Err(e) => (None, format!("; describe failed ({})", e.reason()), None),
+    };
+    (
+        StrategyModuleStatus {
             ready: true,
             reason: String::new(),
-            message: format!("loaded, {} bytes", module.size()),
+            message: format!("loaded, {} bytes{described}", module.size()),
             digest: module.digest().to_owned(),
             contract_version: module.contract_version().to_owned(),
             exports: module.surface().exports.clone(),
@@ -126,26 +194,8 @@ async fn status_for(
             config_schema: info.and_then(|i| i.config_schema),
             observed_generation: generation,
         },
-        Ok(Err(e)) => StrategyModuleStatus {
-            ready: false,
-            reason: match e {
-                crate::strategy::LoadError::DigestMismatch { .. } => "DigestMismatch",
-                crate::strategy::LoadError::UnsupportedContract { .. } => "UnsupportedContract",
-                _ => "NotLoadable",
-            }
-            .into(),
-            message: e.to_string(),
-            observed_generation: generation,
-            ..StrategyModuleStatus::default()
-        },
-        Err(join) => StrategyModuleStatus {
-            ready: false,
-            reason: "NotLoadable".into(),
-            message: join.to_string(),
-            observed_generation: generation,
-            ..StrategyModuleStatus::default()
-        },
-    }
+        again,
+    )
 }
 
 /// Writes `status` unless it says the same as the current one (the load time aside).
@@ -153,7 +203,7 @@ async fn write<K>(
     api: Api<K>,
     object: &K,
     current: Option<&StrategyModuleStatus>,
-    status: StrategyModuleStatus,
+    (status, again): (StrategyModuleStatus, Option<Duration>),
 ) -> Result<Action, kube::Error>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -173,7 +223,7 @@ where
         .await?;
     }
     // ConfigMap contents can change without the module changing: look again.
-    Ok(Action::requeue(Duration::from_secs(30)))
+    Ok(Action::requeue(again.unwrap_or(Duration::from_secs(30))))
 }
 
 async fn reconcile_namespaced(
@@ -181,7 +231,17 @@ async fn reconcile_namespaced(
     ctx: Arc<Ctx>,
 ) -> Result<Action, kube::Error> {
     let ns = m.namespace().unwrap_or_default();
-    let status = status_for(&ctx, &m.spec.source, Some(&ns), m.metadata.generation).await;
+    let status = status_for(
+        &ctx,
+        Module {
+            source: &m.spec.source,
+            limits: m.spec.limits.as_ref(),
+            capabilities: &m.spec.capabilities,
+            namespace: Some(&ns),
+            generation: m.metadata.generation,
+        },
+    )
+    .await;
     write(
         Api::<StrategyModule>::namespaced(ctx.client.clone(), &ns),
         &*m,
@@ -195,7 +255,17 @@ async fn reconcile_cluster(
     m: Arc<ClusterStrategyModule>,
     ctx: Arc<Ctx>,
 ) -> Result<Action, kube::Error> {
-    let status = status_for(&ctx, &m.spec.source, None, m.metadata.generation).await;
+    let status = status_for(
+        &ctx,
+        Module {
+            source: &m.spec.source,
+            limits: m.spec.limits.as_ref(),
+            capabilities: &m.spec.capabilities,
+            namespace: None,
+            generation: m.metadata.generation,
+        },
+    )
+    .await;
     write(
         Api::<ClusterStrategyModule>::all(ctx.client.clone()),
         &*m,

@@ -115,6 +115,14 @@ pub enum Decided {
         /// sha256 of the module.
         digest: String,
     },
+    /// The module cannot be asked yet (it is compiling, or its namespace's share of
+    /// the sandbox is busy): nothing changes, the rollout is looked at again soon.
+    Deferred {
+        /// `builtin:steps`, …
+        module: String,
+        /// Why.
+        why: String,
+    },
     /// The module failed: the rollout pauses.
     Failed {
         /// `builtin:steps`, …
@@ -896,6 +904,14 @@ fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         return;
     };
     let (decision, module, digest) = match decided {
+        Decided::Deferred { module, why } => {
+            tracing::debug!(module, why, "no decision yet");
+            if w.kind == WorkloadKind::Deployment {
+                p.changes.push(Change::HoldWorkload);
+            }
+            p.requeue = Some(Duration::from_secs(1));
+            return;
+        }
         Decided::Failed {
             module,
             reason,

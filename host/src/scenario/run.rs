@@ -62,7 +62,17 @@ pub struct Outcome {
 struct ScenarioMetrics(Mutex<BTreeMap<String, serde_json::Value>>);
 
 impl MetricsSource for ScenarioMetrics {
-    fn query(&self, _provider: &str, query: &str) -> Result<f64, MetricsError> {
+    fn query<'a>(
+        &'a self,
+        _provider: &'a str,
+        query: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<f64, MetricsError>> {
+        Box::pin(std::future::ready(self.value(query)))
+    }
+}
+
+impl ScenarioMetrics {
+    fn value(&self, query: &str) -> Result<f64, MetricsError> {
         let values = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match values.get(query) {
             None | Some(serde_json::Value::Null) => Err(MetricsError::NoData),

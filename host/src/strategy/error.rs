@@ -1,11 +1,13 @@
 //! What can go wrong with a strategy module, one variant per failing step.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::limits::Capability;
+use super::queue::Busy;
 
 /// A module could not be loaded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
     /// The bytes could not be read.
     #[error("cannot read module {path}: {source}")]
@@ -13,8 +15,49 @@ pub enum LoadError {
         /// Where from.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
+    /// The module is larger than the operator allows.
+    #[error(
+        "the module is {size} bytes, above the controller's ceiling of {ceiling} bytes (sandbox.ceilings.moduleBytes)"
+    )]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The ceiling.
+        ceiling: u64,
+    },
+    /// Compiling the module ran past the time limit.
+    #[error(
+        "compiling module {digest} took longer than the limit of {limit:?} (compile.timeout); the module is refused"
+    )]
+    CompileTimeout {
+        /// sha256 of the bytes.
+        digest: String,
+        /// The limit.
+        limit: Duration,
+    },
+    /// Compiling the module needed more memory than allowed.
+    #[error(
+        "compiling module {digest} needed more than the limit of {limit_bytes} bytes of memory (compile.memoryBytes); the module is refused"
+    )]
+    CompileMemory {
+        /// sha256 of the bytes.
+        digest: String,
+        /// The limit.
+        limit_bytes: u64,
+    },
+    /// The compiler process failed otherwise.
+    #[error("compiling module {digest} failed: {message}")]
+    CompileFailed {
+        /// sha256 of the bytes.
+        digest: String,
+        /// What happened.
+        message: String,
+    },
+    /// Too many modules of one namespace are waiting to compile.
+    #[error("{0}")]
+    Busy(Busy),
     /// The bytes are not a WebAssembly component.
     #[error("module {digest} is not a WebAssembly component{hint}: {message}")]
     NotAComponent {
@@ -83,9 +126,41 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// A short label for statuses and conditions.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoadError::DigestMismatch { .. } => "DigestMismatch",
+            LoadError::UnsupportedContract { .. } => "UnsupportedContract",
+            LoadError::TooLarge { .. } => "ModuleTooLarge",
+            LoadError::CompileTimeout { .. } | LoadError::CompileMemory { .. } => {
+                "CompileLimitExceeded"
+            }
+            LoadError::Busy(_) => "Busy",
+            _ => "NotLoadable",
+        }
+    }
+}
+
 /// A call into a module failed. The rollout using it pauses; nothing else is affected.
 #[derive(Debug, thiserror::Error)]
 pub enum StrategyError {
+    /// The sandbox has no slot for the call now: pool pressure, not a module
+    /// failure. The call is made again later.
+    #[error("{0}")]
+    Busy(Busy),
+    /// The module returned (or passed to the host) more data than the host copies.
+    #[error(
+        "module {digest} handed the host more than {limit_bytes} bytes in `{export}` (lists and strings of a result or an import's arguments)"
+    )]
+    HostData {
+        /// sha256 of the module.
+        digest: String,
+        /// The export called.
+        export: &'static str,
+        /// The bound.
+        limit_bytes: usize,
+    },
     /// The module could not be instantiated for this call.
     #[error("module {digest} could not be instantiated: {message}")]
     Instantiate {
@@ -175,6 +250,8 @@ impl StrategyError {
     /// A short label for metrics and conditions.
     pub fn reason(&self) -> &'static str {
         match self {
+            StrategyError::Busy(_) => "Busy",
+            StrategyError::HostData { .. } => "HostDataLimitExceeded",
             StrategyError::Instantiate { .. } => "Instantiate",
             StrategyError::Deadline { .. } => "DeadlineExceeded",
             StrategyError::Fuel { .. } => "FuelExhausted",
@@ -185,5 +262,10 @@ impl StrategyError {
             StrategyError::Config { .. } => "InvalidConfig",
             StrategyError::InvalidDecision { .. } => "InvalidDecision",
         }
+    }
+
+    /// Whether the call should simply be made again later: the module did nothing wrong.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StrategyError::Busy(_))
     }
 }

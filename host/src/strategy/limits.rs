@@ -41,6 +41,106 @@ impl Default for Limits {
     }
 }
 
+/// What the operator allows any module to ask for. A module asking for more is
+/// refused with the ceiling named; nothing is clamped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ceilings {
+    /// Linear memory and tables of one instance together, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock time of one call, in milliseconds.
+    pub deadline_ms: u64,
+    /// Fuel (wasm instructions) of one call.
+    pub fuel: u64,
+    /// Size of a module's component, in bytes.
+    pub module_bytes: u64,
+}
+
+impl Default for Ceilings {
+    fn default() -> Self {
+        Ceilings {
+            memory_bytes: 256 << 20,
+            deadline_ms: 2_000,
+            fuel: 2_000_000_000,
+            module_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A limit asked above its ceiling.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "spec.limits.{field}: {asked} asked, above the controller's ceiling of {ceiling} ({setting}); ask for at most {ceiling}, or have the operator raise the ceiling"
+)]
+pub struct AboveCeiling {
+    /// The field, as the module's spec writes it (`memoryBytes`, …).
+    pub field: &'static str,
+    /// What the module asked for.
+    pub asked: u64,
+    /// The ceiling.
+    pub ceiling: u64,
+    /// The controller setting that holds the ceiling.
+    pub setting: &'static str,
+}
+
+impl Ceilings {
+    /// The limits a module gets when it asks for `memory_bytes`, `deadline_ms` and
+    /// `fuel` (each `None` when not asked): the defaults, lowered to a ceiling the
+    /// operator set below them; refused when an asked value is above its ceiling.
+    pub fn admit(
+        &self,
+        memory_bytes: Option<u64>,
+        deadline_ms: Option<u64>,
+        fuel: Option<u64>,
+    ) -> Result<Limits, Vec<AboveCeiling>> {
+        let d = Limits::default();
+        let mut refused = Vec::new();
+        let mut pick = |field, setting, asked: Option<u64>, default: u64, ceiling: u64| match asked
+        {
+            Some(asked) if asked > ceiling => {
+                refused.push(AboveCeiling {
+                    field,
+                    asked,
+                    ceiling,
+                    setting,
+                });
+                ceiling
+            }
+            Some(asked) => asked,
+            None => default.min(ceiling),
+        };
+        let limits = Limits {
+            memory_bytes: pick(
+                "memoryBytes",
+                "sandbox.ceilings.memoryBytes",
+                memory_bytes,
+                d.memory_bytes,
+                self.memory_bytes,
+            ),
+            deadline_ms: pick(
+                "deadlineMs",
+                "sandbox.ceilings.deadlineMs",
+                deadline_ms,
+                d.deadline_ms,
+                self.deadline_ms,
+            ),
+            fuel: pick("fuel", "sandbox.ceilings.fuel", fuel, d.fuel, self.fuel),
+            ..d
+        };
+        if refused.is_empty() {
+            Ok(limits)
+        } else {
+            Err(refused)
+        }
+    }
+
+    /// The defaults, lowered to any ceiling below them.
+    pub fn defaults(&self) -> Limits {
+        self.admit(None, None, None)
+            .unwrap_or_else(|_| Limits::default())
+    }
+}
+
 /// Host capabilities granted to a module. Everything is denied unless granted.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -92,5 +192,58 @@ impl Capability {
             Capability::Log => "log",
             Capability::Metrics => "metrics",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asking_within_the_ceilings_gets_what_was_asked() {
+        let c = Ceilings::default();
+        let l = c.admit(Some(64 << 20), Some(500), None).expect("within");
+        assert_eq!(
+            (l.memory_bytes, l.deadline_ms, l.fuel),
+            (64 << 20, 500, Limits::default().fuel)
+        );
+    }
+
+    #[test]
+    fn asking_above_a_ceiling_names_field_value_and_ceiling() {
+        let c = Ceilings::default();
+        let refused = c
+            .admit(Some(8 << 30), Some(60_000), Some(1))
+            .expect_err("above");
+        let fields: Vec<_> = refused
+            .iter()
+            .map(|r| (r.field, r.asked, r.ceiling))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("memoryBytes", 8 << 30, 256 << 20),
+                ("deadlineMs", 60_000, 2_000)
+            ]
+        );
+        let message = refused[1].to_string();
+        assert!(
+            message.contains("spec.limits.deadlineMs: 60000 asked"),
+            "{message}"
+        );
+        assert!(
+            message.contains("ceiling of 2000 (sandbox.ceilings.deadlineMs)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_ceiling_below_a_default_lowers_the_default_only() {
+        let c = Ceilings {
+            deadline_ms: 50,
+            ..Ceilings::default()
+        };
+        assert_eq!(c.defaults().deadline_ms, 50);
+        assert!(c.admit(None, Some(51), None).is_err());
     }
 }

@@ -333,6 +333,32 @@ pub struct ModuleInfo {
     pub config_schema: Option<String>,
 }
 
+/// Longest name or version a module's description keeps.
+pub const MAX_INFO_NAME: usize = 128;
+/// Longest one-line description kept.
+pub const MAX_INFO_DESCRIPTION: usize = 1024;
+/// Largest configuration schema kept; a larger one is dropped.
+pub const MAX_CONFIG_SCHEMA: usize = 32 << 10;
+
+impl ModuleInfo {
+    /// The description cut to what the host writes into a module's status.
+    pub fn bounded(self) -> ModuleInfo {
+        let cut = |s: String, max: usize| {
+            if s.len() <= max {
+                s
+            } else {
+                crate::strategy::host_state::truncate(&s, max).to_owned()
+            }
+        };
+        ModuleInfo {
+            name: cut(self.name, MAX_INFO_NAME),
+            version: cut(self.version, MAX_INFO_NAME),
+            description: cut(self.description, MAX_INFO_DESCRIPTION),
+            config_schema: self.config_schema.filter(|s| s.len() <= MAX_CONFIG_SCHEMA),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

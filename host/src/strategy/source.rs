@@ -31,7 +31,7 @@ impl ModuleRef {
                     .map(std::borrow::Cow::Owned)
                     .map_err(|source| LoadError::Read {
                         path: path.display().to_string(),
-                        source,
+                        source: std::sync::Arc::new(source),
                     })
             }
         }

@@ -1,9 +1,12 @@
 //! The WASI a `wasm32-wasip2` module gets: one that grants nothing.
 //!
 //! No files, no environment, no arguments, no sockets, no stdin. Its stdout and
-//! stderr are captured and written to the controller's log (when the module is
-//! granted `log`). Its clocks read the decision's `now` and never move, and its
-//! random numbers are seeded from the decision, so a decision replays exactly.
+//! stderr are captured (the first 16 KiB of each per call; a write past that fails)
+//! and written to the controller's log within the call's log budget, when the module
+//! is granted `log`. Its clocks read the decision's `now` and never move, and its
+//! random numbers are seeded from the decision, so a decision replays exactly. A
+//! sleep waits in real time, but inside the call's deadline: the call is stopped at
+//! its deadline like any other.
 
 use std::time::Duration;
 
@@ -17,8 +20,8 @@ use wasmtime_wasi::{
 
 use super::host_state::HostState;
 
-/// How much a module may print in one call before writes trap.
-const OUTPUT_CAPACITY: usize = 64 << 10;
+/// How much a module may print to each of stdout and stderr in one call.
+const OUTPUT_CAPACITY: usize = 16 << 10;
 
 /// WASI state of one call.
 pub struct WasiState {
@@ -42,7 +45,6 @@ impl WasiState {
             .insecure_random(StdRng::seed_from_u64(seed.rotate_left(32)))
             .insecure_random_seed(u128::from(seed))
             .max_random_size(1 << 16)
-            .allow_blocking_current_thread(true)
             .build();
         WasiState {
             ctx,

@@ -25,6 +25,24 @@ pub async fn handle(state: &ApiState, request: Request) -> Result<Response, ApiE
         Route::Discovery { group, version } => discovery::resources(state, &group, &version),
         Route::Group(group) => discovery::group(state, &group),
         Route::Resource(target) => {
+            let user = match request.header("impersonate-user") {
+                "" => "anonymous",
+                user => user,
+            };
+            state.audit.record(super::audit::AuditEntry {
+                user: user.to_owned(),
+                verb: super::audit::verb(
+                    &request.method,
+                    target.name.is_some(),
+                    request.flag("watch"),
+                )
+                .to_owned(),
+                group: target.group.clone(),
+                resource: target.plural.clone(),
+                subresource: target.subresource.clone(),
+                namespace: target.namespace.clone(),
+                name: target.name.clone(),
+            });
             let ty = registry
                 .find(&target.group, &target.version, &target.plural)
                 .cloned()

@@ -1,5 +1,6 @@
 //! The Kubernetes REST API over HTTP: discovery, CRUD, watch, patch, subresources.
 
+pub mod audit;
 mod discovery;
 mod handlers;
 mod patch;
@@ -32,11 +33,13 @@ pub const MAX_REQUEST_BYTES: usize = 3 << 20;
 pub struct ApiState {
     /// The objects.
     pub store: Arc<Store>,
+    /// Who asked for what.
+    pub audit: Arc<audit::AuditLog>,
 }
 
 /// The router of the API server.
-pub fn router(store: Arc<Store>) -> Router {
-    let state = ApiState { store };
+pub fn router(store: Arc<Store>, audit: Arc<audit::AuditLog>) -> Router {
+    let state = ApiState { store, audit };
     Router::new()
         .route("/version", get(discovery::version))
         .route("/healthz", get(ok))

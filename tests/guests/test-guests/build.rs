@@ -1,5 +1,8 @@
 //! Builds the modules the tests load, as components, into OUT_DIR.
 
+#[path = "hostile_wat.rs"]
+mod hostile_wat;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -32,6 +35,8 @@ fn main() {
         "examples/strategies/approval-py/app.py",
         "examples/strategies/approval-py/requirements.txt",
         "tests/guests/hostile",
+        "tests/guests/wasi-hostile",
+        "tests/guests/test-guests/hostile_wat.rs",
         "guest/sdk",
         "wit",
     ]);
@@ -54,25 +59,45 @@ fn main() {
         .unwrap();
     }
 
-    // The same example built for WASI: the host must load it with a WASI that grants nothing.
-    if target_installed(WASIP2_TARGET) {
-        let wasi = GuestBuild::new(&workspace, WASIP2_TARGET).package("doubling-strategy");
-        let built = wasi.run().unwrap_or_else(|e| panic!("{e}"));
+    // Hand-written hostile modules: what the canonical ABI lets an attacker say.
+    for (name, bytes) in hostile_wat::build(&workspace) {
+        let path = out.join(format!("{}.wasm", name.to_lowercase()));
+        std::fs::write(&path, bytes).expect("write a hand-written module");
         writeln!(
             consts,
-            "pub const DOUBLING_WASIP2: Result<&[u8], &str> = Ok(include_bytes!({:?}));",
-            built[0].display().to_string()
+            "pub const {name}: &[u8] = include_bytes!({:?});",
+            path.display().to_string()
         )
         .unwrap();
+    }
+
+    // Built for WASI: the example (the host must load it with a WASI that grants
+    // nothing) and a module that sleeps and reaches for files, sockets and clocks.
+    let wasi_modules = ["DOUBLING_WASIP2", "WASI_HOSTILE"];
+    if target_installed(WASIP2_TARGET) {
+        let wasi = GuestBuild::new(&workspace, WASIP2_TARGET)
+            .package("doubling-strategy")
+            .package("wasi-hostile-strategy");
+        let built = wasi.run().unwrap_or_else(|e| panic!("{e}"));
+        for (path, name) in built.iter().zip(wasi_modules) {
+            writeln!(
+                consts,
+                "pub const {name}: Result<&[u8], &str> = Ok(include_bytes!({:?}));",
+                path.display().to_string()
+            )
+            .unwrap();
+        }
     } else {
         println!(
-            "cargo:warning=wasm32-wasip2 is not installed: the WASI test module is not built (rustup target add wasm32-wasip2)"
+            "cargo:warning=wasm32-wasip2 is not installed: the WASI test modules are not built (rustup target add wasm32-wasip2)"
         );
-        writeln!(
-            consts,
-            "pub const DOUBLING_WASIP2: Result<&[u8], &str> = Err(\"the Rust target wasm32-wasip2 is not installed: run `rustup target add wasm32-wasip2`\");"
-        )
-        .unwrap();
+        for name in wasi_modules {
+            writeln!(
+                consts,
+                "pub const {name}: Result<&[u8], &str> = Err(\"the Rust target wasm32-wasip2 is not installed: run `rustup target add wasm32-wasip2`\");"
+            )
+            .unwrap();
+        }
     }
     // The examples in other languages, each with its own toolchain. A missing
     // toolchain fails only the tests that load these modules, naming what to install.

@@ -10,7 +10,10 @@ use crate::strategy::validate::Violations;
 wasmtime::component::bindgen!({
     path: "../wit/v0.1.0",
     world: "strategy-module",
-    imports: { default: trappable },
+    // Async, so that a call's deadline covers the time spent in host imports (a
+    // metric query) as well as in wasm: the whole call is one future with a timeout.
+    imports: { default: async | trappable },
+    exports: { default: async },
 });
 
 use sluice::strategy::types as wire;
@@ -18,7 +21,7 @@ use sluice::strategy::types as wire;
 impl sluice::strategy::types::Host for HostState {}
 
 impl sluice::strategy::log::Host for HostState {
-    fn log(
+    async fn log(
         &mut self,
         level: sluice::strategy::log::Level,
         message: String,
@@ -35,13 +38,13 @@ impl sluice::strategy::log::Host for HostState {
 }
 
 impl sluice::strategy::metrics::Host for HostState {
-    fn query(
+    async fn query(
         &mut self,
         provider: String,
         query: String,
     ) -> wasmtime::Result<Result<f64, sluice::strategy::metrics::QueryError>> {
         use sluice::strategy::metrics::QueryError;
-        Ok(match HostState::query(self, &provider, &query)? {
+        Ok(match HostState::query(self, &provider, &query).await? {
             QueryOutcome::Value(v) => Ok(v),
             QueryOutcome::NoData => Err(QueryError::NoData),
             QueryOutcome::NotPermitted(m) => Err(QueryError::NotPermitted(m)),
@@ -67,8 +70,8 @@ impl Pre {
     }
 
     /// Instantiates the module in `store`.
-    pub fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Instance> {
-        Ok(Instance(self.0.instantiate(&mut *store)?))
+    pub async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Instance> {
+        Ok(Instance(self.0.instantiate_async(&mut *store).await?))
     }
 }
 
@@ -77,7 +80,7 @@ pub struct Instance(StrategyModule);
 
 impl Instance {
     /// Calls `decide`; the decision is converted, with range violations collected.
-    pub fn decide(
+    pub async fn decide(
         &self,
         store: &mut Store<HostState>,
         input: &model::Observation,
@@ -87,12 +90,13 @@ impl Instance {
         let answer = self
             .0
             .sluice_strategy_strategy()
-            .call_decide(&mut *store, &wire_input)?;
+            .call_decide(&mut *store, &wire_input)
+            .await?;
         Ok(answer.map(|d| decision(d, violations)))
     }
 
     /// Calls `validate-config`.
-    pub fn validate_config(
+    pub async fn validate_config(
         &self,
         store: &mut Store<HostState>,
         config: &str,
@@ -100,14 +104,19 @@ impl Instance {
         self.0
             .sluice_strategy_strategy()
             .call_validate_config(&mut *store, config)
+            .await
     }
 
     /// Calls `describe`.
-    pub fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<model::ModuleInfo> {
+    pub async fn describe(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<model::ModuleInfo> {
         let info = self
             .0
             .sluice_strategy_strategy()
-            .call_describe(&mut *store)?;
+            .call_describe(&mut *store)
+            .await?;
         Ok(model::ModuleInfo {
             name: info.name,
             version: info.version,

@@ -26,6 +26,14 @@ fn good(input: &Observation) -> Decision {
     )
 }
 
+/// Recursion with no end the optimiser can see: the stack overflows.
+fn deep(n: u32) -> u32 {
+    if n == 0 {
+        return 1;
+    }
+    black_box(deep(black_box(n - 1))).wrapping_add(1)
+}
+
 struct Hostile;
 
 impl Strategy for Hostile {
@@ -52,9 +60,23 @@ impl Strategy for Hostile {
             "percent" => decision.target.replicas = Replicas::Percent(101),
             "replicas" => decision.target.replicas = Replicas::Count(input.workload.desired + 1),
             "step" => decision.step = input.step_count() + 1,
-            "message" => decision.message = "m".repeat(1 << 20),
-            "memo" => decision.memo = "m".repeat(1 << 20),
+            "message" => decision.message = "m".repeat(64 << 10),
+            "memo" => decision.memo = "m".repeat(64 << 10),
+            // More than the host copies out of a guest in one answer.
+            "huge" => decision.message = "m".repeat(4 << 20),
             "log" => log::info("hello from a module"),
+            "logflood" => {
+                for i in 0..10_000 {
+                    log::info(&format!("line {i} of a flood"));
+                }
+            }
+            "recurse" => decision.step = deep(black_box(u32::MAX)),
+            "queries" => {
+                let answered = (0..100)
+                    .filter(|i| metrics::query("prometheus", &format!("q{i}")).is_ok())
+                    .count();
+                decision.message = format!("{answered} of 100 queries answered");
+            }
             "metrics" => {
                 let value = metrics::query("prometheus", "up").unwrap_or(-1.0);
                 decision.message = format!("metric {value}");
