@@ -211,3 +211,93 @@ async fn a_healthy_v2_is_promoted_by_itself() {
     })
     .await;
 }
+
+/// A Prometheus-compatible HTTPS API answering `up` with 1 to requests that carry
+/// the bearer token in `expected`, 401 to others; it records the tokens it saw.
+async fn https_provider(
+    expected: std::sync::Arc<std::sync::Mutex<String>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> support::sources::HttpsServer {
+    support::sources::https_server_with(std::sync::Arc::new(move |req| {
+        let token = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim_start_matches("Bearer ")
+            .to_owned();
+        seen.lock().expect("seen").push(token.clone());
+        if token != *expected.lock().expect("expected") || req.uri().path() != "/api/v1/query" {
+            return (401, bytes::Bytes::from_static(b"secret server detail"));
+        }
+        (
+            200,
+            bytes::Bytes::from_static(
+                br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}}"#,
+            ),
+        )
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn an_https_provider_uses_its_own_ca_and_a_token_file_read_again_when_it_changes() {
+    use sluice::strategy::{MetricsError, MetricsSource};
+    let expected = std::sync::Arc::new(std::sync::Mutex::new("first".to_owned()));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server = https_provider(expected.clone(), seen.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "first\n").expect("token");
+    let with_ca = ProviderConfig {
+        token_file: Some(token.clone()),
+        ca_file: Some(server.ca_file.path().to_path_buf()),
+        ..format!("secure={}", server.url).parse().expect("provider")
+    };
+    let without_ca = ProviderConfig {
+        name: "untrusted".into(),
+        ca_file: None,
+        ..with_ca.clone()
+    };
+    let providers = std::sync::Arc::new(
+        sluice::providers::Providers::new(vec![with_ca, without_ca]).expect("providers"),
+    );
+    let query = |name: &'static str| {
+        let providers = providers.clone();
+        async move {
+            // A fresh reconcile each time: answers are cached per reconcile only.
+            sluice::providers::ProviderMetrics::new(providers)
+                .query(name, "up")
+                .await
+        }
+    };
+    assert_eq!(query("secure").await, Ok(1.0));
+    // The Secret is updated in place: the next query sends the new token.
+    std::fs::write(&token, "second-token-longer\n").expect("token");
+    *expected.lock().expect("expected") = "second-token-longer".to_owned();
+    assert_eq!(query("secure").await, Ok(1.0));
+    assert_eq!(
+        seen.lock().expect("seen").as_slice(),
+        ["first", "second-token-longer"]
+    );
+    // The server's refusal is reported by status, without what it said.
+    std::fs::write(&token, "stale-and-wrong\n").expect("token");
+    match query("secure").await {
+        Err(MetricsError::Failed(m)) => {
+            assert!(m.contains("secure answered 401"), "{m}");
+            assert!(!m.contains("secret server detail"), "{m}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Without its CA the same server is not trusted, and no token is sent.
+    let before = seen.lock().expect("seen").len();
+    match query("untrusted").await {
+        Err(MetricsError::Failed(m)) => assert!(m.contains("untrusted"), "{m}"),
+        other => panic!("expected a TLS failure, got {other:?}"),
+    }
+    assert_eq!(
+        seen.lock().expect("seen").len(),
+        before,
+        "no request reached the server"
+    );
+}

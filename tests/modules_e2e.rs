@@ -3,44 +3,13 @@
 
 mod support;
 
-use base64::Engine as _;
 use serde_json::json;
-use sluice::kruise::v1alpha1::Rollout;
 use support::cluster::Cluster;
 use support::modules::{
-    app_and_rollout, module_status, oci_module, release_v2, set_config, sha, strategy_status,
-    until_module_ready, url_module,
+    app_and_rollout, configmap, module, module_status, oci_module, release_v2, set_config, sha,
+    strategy_condition, strategy_status, until_module_ready, url_module,
 };
 use support::sources::{https_server, push, registry};
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn configmap(ns: &str, name: &str, bytes: &[u8]) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\nbinaryData:\n  module.wasm: {}\n",
-        b64(bytes)
-    )
-}
-
-fn module(ns: &str, name: &str, configmap: &str, pin: Option<&str>) -> String {
-    let pin = pin
-        .map(|p| format!(", sha256: \"{p}\""))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: sluice.dev/v1alpha1\nkind: StrategyModule\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  source: {{configMap: {{name: {configmap}, key: module.wasm}}{pin}}}\n  capabilities: {{log: true}}\n"
-    )
-}
-
-fn strategy_condition(r: &Rollout) -> Option<(String, String, String)> {
-    r.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "StrategyReady")
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
 
 #[tokio::test]
 async fn a_configmap_module_drives_a_release_and_its_digest_is_recorded() {
@@ -360,4 +329,33 @@ async fn a_bad_configuration_is_reported_as_soon_as_the_rollout_names_the_module
             .is_some_and(|(s, reason, _)| s == "True" && reason == "ConfigAccepted")
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_oci_layer_above_the_ceiling_is_refused_from_its_descriptor() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let registry = registry().await;
+    let bytes = sluice_test_guests::DOUBLING;
+    let reference = push(&registry, "strategies/doubling:big", bytes).await;
+    let fetcher =
+        sluice::fetch::Fetcher::with_insecure_registries(None, None, vec![registry.addr.clone()])
+            .expect("fetcher");
+    let ceiling = bytes.len() as u64 - 1;
+    let err = fetcher
+        .fetch_oci(&reference, &sha(bytes), ceiling)
+        .await
+        .expect_err("above the ceiling");
+    assert!(
+        err.contains(&format!(
+            "the module layer is {} bytes, above the controller's ceiling of {ceiling} bytes",
+            bytes.len()
+        )) && err.contains("nothing was downloaded"),
+        "{err}"
+    );
+    // At the ceiling it is pulled, and checked against its pin.
+    let pulled = fetcher
+        .fetch_oci(&reference, &sha(bytes), bytes.len() as u64)
+        .await
+        .expect("pulled");
+    assert_eq!(pulled.as_slice(), bytes);
 }

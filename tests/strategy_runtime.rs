@@ -304,6 +304,49 @@ fn a_corrupt_cache_entry_is_discarded_and_recompiled() {
 }
 
 #[test]
+fn another_modules_valid_artifact_renamed_to_this_ones_name_is_refused_and_recompiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache_dir = dir.path().join("cache");
+    let steps_bytes = sluice::strategy::builtin::builtin("steps").expect("steps");
+    let doubling = sluice_test_guests::DOUBLING;
+    let first = runtime_with(|c| c.cache_dir = Some(cache_dir.clone()));
+    let a = first.load(steps_bytes).expect("load steps");
+    let b = first.load(doubling).expect("load doubling");
+    drop(first);
+    // B's artifact, authentic but B's, under A's name: it would run B's code as A.
+    let name = |digest: &str| {
+        std::fs::read_dir(&cache_dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(digest))
+            })
+            .expect("an artifact")
+    };
+    std::fs::rename(name(b.digest()), name(a.digest())).expect("rename");
+    let second = runtime_with(|c| c.cache_dir = Some(cache_dir.clone()));
+    let module = second.load(steps_bytes).expect("recompiled");
+    assert_eq!(module.provenance(), Provenance::Compiled);
+    assert_eq!(module.digest(), a.digest());
+    // And it is A that decides: the built-in's first decision, not the example's.
+    let input = observation(vec![weight_step(20)], 0, StepState::BeforeStepUpgrade);
+    let decision = second
+        .decide(
+            &strategy(module, Grants::none()),
+            &input,
+            Arc::new(NoMetrics),
+        )
+        .expect("decides");
+    assert_eq!(decision.step, 1);
+    assert!(
+        decision.message.contains("Rollout is in step(1/1)"),
+        "{}",
+        decision.message
+    );
+}
+
+#[test]
 fn the_same_bytes_are_compiled_once_per_runtime() {
     let runtime = runtime();
     let a = steps(&runtime);

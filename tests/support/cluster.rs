@@ -36,6 +36,14 @@ impl Cluster {
     pub async fn start_with(
         configure: impl FnOnce(&Sim) -> sluice::controller::ControllerConfig,
     ) -> Cluster {
+        Cluster::start_sandboxed(super::sandbox_config(), configure).await
+    }
+
+    /// Like [`Cluster::start_with`], with the sandbox configured as `sandbox`.
+    pub async fn start_sandboxed(
+        sandbox: sluice::strategy::RuntimeConfig,
+        configure: impl FnOnce(&Sim) -> sluice::controller::ControllerConfig,
+    ) -> Cluster {
         let sim = Sim::start(SimConfig {
             pods: PodBehaviour {
                 ready_delay: Duration::from_millis(20),
@@ -52,7 +60,7 @@ impl Cluster {
             .and_then(|l| l.local_addr())
             .expect("free port");
         config.metrics_addr = Some(metrics_addr);
-        let controller = local::start_controller_with(&sim, super::sandbox_config(), config)
+        let controller = local::start_controller_with(&sim, sandbox, config)
             .await
             .expect("controller");
         Cluster {

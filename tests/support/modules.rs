@@ -42,6 +42,26 @@ spec:
     )
 }
 
+/// A ConfigMap `ns/name` holding `bytes` under the key `module.wasm`.
+pub fn configmap(ns: &str, name: &str, bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\nbinaryData:\n  module.wasm: {}\n",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// A StrategyModule `ns/name` reading the ConfigMap `configmap`, pinned when `pin`
+/// is given, granted `log`.
+pub fn module(ns: &str, name: &str, configmap: &str, pin: Option<&str>) -> String {
+    let pin = pin
+        .map(|p| format!(", sha256: \"{p}\""))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: StrategyModule\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  source: {{configMap: {{name: {configmap}, key: module.wasm}}{pin}}}\n  capabilities: {{log: true}}\n"
+    )
+}
+
 /// A StrategyModule `name` downloaded from `url`, pinned to `pin`, granted `log`.
 pub fn url_module(name: &str, url: &str, pin: &str) -> String {
     module_from(name, &format!("url: \"{url}\""), pin)
@@ -82,6 +102,16 @@ pub fn module_status(c: &Cluster, ns: &str, name: &str) -> Value {
         )
         .and_then(|m| m.get("status").cloned())
         .unwrap_or(Value::Null)
+}
+
+/// The Rollout's `StrategyReady` condition: status, reason, message.
+pub fn strategy_condition(r: &Rollout) -> Option<(String, String, String)> {
+    r.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "StrategyReady")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 /// The module name and digest of the Rollout's last decision.

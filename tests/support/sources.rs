@@ -15,6 +15,24 @@ impl Drop for HttpsServer {
 }
 
 pub async fn https_server(module: &'static [u8]) -> HttpsServer {
+    https_server_with(std::sync::Arc::new(move |req: &Request| {
+        if req.uri().path() == "/module.wasm" {
+            (200, bytes::Bytes::from_static(module))
+        } else {
+            (404, bytes::Bytes::from_static(b"not found"))
+        }
+    }))
+    .await
+}
+
+/// A request as an [`https_server_with`] handler sees it.
+pub type Request = hyper::Request<hyper::body::Incoming>;
+
+/// What answers an [`https_server_with`]: a status and a body for each request.
+pub type Handler = std::sync::Arc<dyn Fn(&Request) -> (u16, bytes::Bytes) + Send + Sync>;
+
+/// An HTTPS server with its own CA, answering with `handler`.
+pub async fn https_server_with(handler: Handler) -> HttpsServer {
     use std::io::Write;
     use std::sync::Arc;
     let ca_key = rcgen::KeyPair::generate().expect("ca key");
@@ -58,23 +76,22 @@ pub async fn https_server(module: &'static [u8]) -> HttpsServer {
                 return;
             };
             let acceptor = acceptor.clone();
+            let handler = handler.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let (code, body) = if req.uri().path() == "/module.wasm" {
-                            (200, bytes::Bytes::from_static(module))
-                        } else {
-                            (404, bytes::Bytes::from_static(b"not found"))
-                        };
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .status(code)
-                                .body(http_body_util::Full::new(body))
-                                .expect("response"),
-                        )
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (code, body) = handler(&req);
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(code)
+                                    .body(http_body_util::Full::new(body))
+                                    .expect("response"),
+                            )
+                        }
                     },
                 );
                 let _ = hyper::server::conn::http1::Builder::new()

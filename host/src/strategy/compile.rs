@@ -191,11 +191,16 @@ impl IsolatedCompiler {
                 limit_bytes: self.memory_bytes,
             });
         }
-        if killed_by(&output.status, SIGXCPU) || killed_by(&output.status, SIGKILL) {
+        if killed_by(&output.status, SIGXCPU) {
             return Err(LoadError::CompileTimeout {
                 digest: digest.to_owned(),
                 limit: self.timeout,
             });
+        }
+        if killed_by(&output.status, SIGKILL) {
+            return Err(failed(
+                "the compiler process was killed: its CPU limit, or the container ran out of memory (compile.memoryBytes must fit the container's limit)".into(),
+            ));
         }
         Err(failed(format!(
             "the compiler process {}: {message}",
@@ -299,6 +304,10 @@ fn limit_self(args: &HelperArgs) -> std::io::Result<()> {
     use rustix::process::{Resource, Rlimit, set_parent_process_death_signal, setrlimit};
     // Should the controller die, so does its compiler.
     set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    // Should the container run out of memory, the compiler is the one to go.
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "1000") {
+        eprintln!("warning: cannot raise the compiler's OOM score: {e}");
+    }
     setrlimit(
         Resource::Data,
         Rlimit {

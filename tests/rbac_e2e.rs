@@ -1,0 +1,297 @@
+//! Least privilege, checked both ways: a controller runs every kind of release and
+//! module Sluice supports against the simulator, which records each request it
+//! makes (as its ServiceAccount); every request must be allowed by the RBAC in
+//! `deploy/controller.yaml`, and every permission there must have been used.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use sluice::controller::ControllerConfig;
+use sluice::controller::leader::LeaseConfig;
+use sluice_sim::api::audit::AuditEntry;
+use support::cluster::{Cluster, deployment_yaml};
+use support::modules::{app_and_rollout, configmap, module, sha};
+
+/// One RBAC rule bound to the controller's ServiceAccount.
+#[derive(Debug, Clone)]
+struct Rule {
+    /// `None` for a ClusterRole's rule, the Role's namespace otherwise.
+    namespace: Option<String>,
+    groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+    names: Vec<String>,
+}
+
+impl Rule {
+    fn allows(&self, e: &AuditEntry) -> bool {
+        let resource = match &e.subresource {
+            Some(sub) => format!("{}/{sub}", e.resource),
+            None => e.resource.clone(),
+        };
+        self.groups.contains(&e.group)
+            && self.resources.contains(&resource)
+            && self.verbs.contains(&e.verb)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| e.namespace.as_ref() == Some(ns))
+            && (self.names.is_empty() || e.name.as_ref().is_some_and(|n| self.names.contains(n)))
+    }
+
+    /// Every (resource, verb) the rule grants.
+    fn grants(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for g in &self.groups {
+            for r in &self.resources {
+                for v in &self.verbs {
+                    out.push((g.clone(), r.clone(), v.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The rules of `deploy/controller.yaml` bound to the controller's ServiceAccount.
+fn deployed_rules() -> Vec<Rule> {
+    let text = std::fs::read_to_string(support::workspace().join("deploy/controller.yaml"))
+        .expect("deploy/controller.yaml");
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+        .collect();
+    let bound_to_controller = |binding: &Value| {
+        binding["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| {
+                s["kind"] == "ServiceAccount"
+                    && s["name"] == "sluice-controller"
+                    && s["namespace"] == "sluice-system"
+            })
+    };
+    let mut rules = Vec::new();
+    for binding in docs.iter().filter(|d| {
+        matches!(
+            d["kind"].as_str(),
+            Some("ClusterRoleBinding" | "RoleBinding")
+        )
+    }) {
+        assert!(
+            bound_to_controller(binding),
+            "{binding}: bound to someone else"
+        );
+        let namespace = binding["metadata"]["namespace"].as_str().map(str::to_owned);
+        let role = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == binding["roleRef"]["kind"]
+                    && d["metadata"]["name"] == binding["roleRef"]["name"]
+            })
+            .unwrap_or_else(|| panic!("the role of {binding}"));
+        for rule in role["rules"].as_array().expect("rules") {
+            rules.push(Rule {
+                namespace: namespace.clone(),
+                groups: strings(&rule["apiGroups"]),
+                resources: strings(&rule["resources"]),
+                verbs: strings(&rule["verbs"]),
+                names: strings(&rule["resourceNames"]),
+            });
+        }
+    }
+    rules
+}
+
+const STEPS: &str = "[{weight: 20, pause: {}}, {weight: 60, pause: {}}]";
+
+fn cloneset(image: &str) -> String {
+    format!(
+        "apiVersion: apps.kruise.io/v1alpha1\nkind: CloneSet\nmetadata: {{name: cs}}\nspec:\n  replicas: 4\n  selector: {{matchLabels: {{app: cs}}}}\n  template:\n    metadata: {{labels: {{app: cs}}}}\n    spec:\n      containers: [{{name: cs, image: \"{image}\"}}]\n"
+    )
+}
+
+fn statefulset(image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db}}\nspec:\n  replicas: 2\n  serviceName: db\n  selector: {{matchLabels: {{app: db}}}}\n  template:\n    metadata: {{labels: {{app: db}}}}\n    spec:\n      containers: [{{name: db, image: \"{image}\"}}]\n"
+    )
+}
+
+const CLONESET_ROUTING: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: cs}
+spec:
+  selector: {app: cs}
+  ports: [{port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: cs}
+spec:
+  hostnames: [cs.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: cs, port: 80}]
+---
+apiVersion: rollouts.kruise.io/v1alpha1
+kind: Rollout
+metadata:
+  name: cs
+  annotations: {strategy.sluice.dev/module: team-steps}
+spec:
+  objectRef: {workloadRef: {apiVersion: apps.kruise.io/v1alpha1, kind: CloneSet, name: cs}}
+  strategy:
+    canary:
+      steps: [{weight: 20, pause: {}}, {weight: 60, pause: {}}]
+      trafficRoutings: [{service: cs, gracePeriodSeconds: 0, gateway: {httpRouteName: cs}}]
+"#;
+
+const STATEFULSET_ROLLOUT: &str = r#"
+apiVersion: rollouts.kruise.io/v1alpha1
+kind: Rollout
+metadata: {name: db}
+spec:
+  objectRef: {workloadRef: {apiVersion: apps/v1, kind: StatefulSet, name: db}}
+  strategy:
+    canary:
+      steps: [{replicas: 1, pause: {}}]
+"#;
+
+/// Approves every step of `name` until it is healthy again.
+async fn approve_to_the_end(c: &Cluster, name: &str, steps: i32) {
+    for step in 1..=steps {
+        c.until_paused_at(name, step).await;
+        c.approve(name).await;
+    }
+    c.until_healthy(name).await;
+}
+
+#[tokio::test]
+async fn the_controller_uses_exactly_the_permissions_deploy_grants_it() {
+    let rules = deployed_rules();
+    let mut c = Cluster::start_with(|_| ControllerConfig {
+        lease: Some(LeaseConfig::new(
+            "sluice-system",
+            "sluice-controller",
+            "rbac-e2e",
+        )),
+        ..ControllerConfig::default()
+    })
+    .await;
+    let steps_module = sluice::strategy::builtin::builtin("steps").expect("built in");
+    c.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: sluice-system}\n")
+        .await;
+    // A cluster module from a ConfigMap, pinned, for namespaces labelled tier=gold;
+    // `default` is one.
+    c.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: default, labels: {tier: gold}}\n")
+        .await;
+    c.apply(&configmap("sluice-system", "shared-modules", steps_module))
+        .await;
+    c.apply(&format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: ClusterStrategyModule\nmetadata: {{name: shared-steps}}\nspec:\n  source: {{configMap: {{name: shared-modules, namespace: sluice-system, key: module.wasm}}, sha256: \"{}\"}}\n  allowedNamespaces: {{selector: {{matchLabels: {{tier: gold}}}}}}\n",
+        sha(steps_module)
+    ))
+    .await;
+    // A namespaced module from a ConfigMap.
+    c.apply(&configmap("default", "team-modules", steps_module))
+        .await;
+    c.apply(&module("default", "team-steps", "team-modules", None))
+        .await;
+
+    // A Deployment with an NGINX Ingress, on the cluster module.
+    c.apply(&app_and_rollout("cluster/shared-steps", None, STEPS))
+        .await;
+    // A CloneSet with a Gateway API HTTPRoute, on the namespaced module.
+    c.apply(&cloneset("cs:v1")).await;
+    c.apply(CLONESET_ROUTING).await;
+    // A StatefulSet without traffic routing, on the built-in.
+    c.apply(&statefulset("db:v1")).await;
+    c.apply(STATEFULSET_ROLLOUT).await;
+    for name in ["echo", "cs", "db"] {
+        c.until_healthy(name).await;
+    }
+    c.until("echo held", || async {
+        c.deployment("echo").await.spec.paused == Some(true)
+    })
+    .await;
+
+    c.apply(&deployment_yaml("echo", "barnett/canarydemo:v2", 5))
+        .await;
+    c.apply(&cloneset("cs:v2")).await;
+    c.apply(&statefulset("db:v2")).await;
+    approve_to_the_end(&c, "echo", 2).await;
+    approve_to_the_end(&c, "cs", 2).await;
+    approve_to_the_end(&c, "db", 1).await;
+    // Rolled back mid-release, the canary Service and Ingress go again.
+    c.apply(&deployment_yaml("echo", "barnett/canarydemo:v3", 5))
+        .await;
+    c.until_paused_at("echo", 1).await;
+    c.apply(&deployment_yaml("echo", "barnett/canarydemo:v2", 5))
+        .await;
+    c.until_healthy("echo").await;
+    // A graceful stop releases the Lease.
+    c.stop_controller().await;
+
+    let calls: Vec<AuditEntry> = c
+        .sim
+        .audit()
+        .into_iter()
+        .filter(|e| e.user == sluice::local::CONTROLLER_USER)
+        .collect();
+    assert!(!calls.is_empty(), "the controller's requests are recorded");
+    let denied: BTreeSet<String> = calls
+        .iter()
+        .filter(|e| !rules.iter().any(|r| r.allows(e)))
+        .map(|e| {
+            format!(
+                "{} {}/{}{} in {:?}",
+                e.verb,
+                e.group,
+                e.resource,
+                e.subresource
+                    .as_ref()
+                    .map(|s| format!("/{s}"))
+                    .unwrap_or_default(),
+                e.namespace
+            )
+        })
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "requests deploy/controller.yaml does not allow: {denied:#?}"
+    );
+    let unused: Vec<(String, String, String)> = rules
+        .iter()
+        .flat_map(|r| {
+            r.grants()
+                .into_iter()
+                .filter(|(g, res, v)| {
+                    !calls.iter().any(|e| {
+                        let resource = match &e.subresource {
+                            Some(sub) => format!("{}/{sub}", e.resource),
+                            None => e.resource.clone(),
+                        };
+                        &e.group == g && &resource == res && &e.verb == v && r.allows(e)
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "deploy/controller.yaml grants what the controller never used: {unused:#?}"
+    );
+}
