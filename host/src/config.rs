@@ -31,7 +31,7 @@ pub struct OperatorConfig {
 
 /// The sandbox: what a module may ask for, and how calls share it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct SandboxConfig {
     /// The most a module may ask for.
     #[serde(default)]
@@ -60,7 +60,7 @@ impl Default for SandboxConfig {
 
 /// Compilation limits.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct CompileConfig {
     /// Wall-clock time one compilation may take.
     #[serde(deserialize_with = "duration")]
@@ -84,7 +84,7 @@ impl Default for CompileConfig {
 
 /// The on-disk cache.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct CacheConfig {
     /// The directory (or `--cache-dir`); none keeps compiled modules in memory only.
     pub dir: Option<PathBuf>,
@@ -140,6 +140,9 @@ impl OperatorConfig {
         }
         if queue.per_tenant == 0 || queue.global == 0 {
             return Err("sandbox.calls and sandbox.callsPerNamespace: at least 1".into());
+        }
+        if queue.waiting_per_tenant == 0 {
+            return Err("sandbox.waitingPerNamespace: at least 1".into());
         }
         if s.ceilings.deadline_ms == 0 || s.ceilings.memory_bytes == 0 {
             return Err("sandbox.ceilings: deadlineMs and memoryBytes must be above 0".into());
@@ -217,6 +220,24 @@ mod tests {
         c.check().expect("valid");
         assert_eq!(c.metric_providers.len(), 1);
         assert_eq!(c.compile.timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_partial_section_keeps_the_other_defaults() {
+        let c: OperatorConfig = serde_yaml_ng::from_str(
+            "sandbox: {ceilings: {deadlineMs: 500}}\ncompile: {timeout: 10s}\ncache: {maxBytes: 1024}\n",
+        )
+        .expect("partial sections");
+        assert_eq!(c.sandbox.ceilings.deadline_ms, 500);
+        assert_eq!(
+            c.sandbox.ceilings.memory_bytes,
+            Ceilings::default().memory_bytes
+        );
+        assert_eq!(c.sandbox.instances, 16);
+        assert_eq!(c.compile.timeout, Duration::from_secs(10));
+        assert_eq!(c.compile.concurrency, 1);
+        assert_eq!(c.cache.max_bytes, 1024);
+        c.check().expect("valid");
     }
 
     #[test]

@@ -48,6 +48,9 @@ const MAX_REDIRECTS: usize = 5;
 /// Downloads kept in memory, by size.
 const MEMORY_BUDGET: u64 = 256 << 20;
 
+/// Downloads running at once.
+const CONCURRENT_DOWNLOADS: usize = 4;
+
 type Client = HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 /// Downloads modules.
@@ -58,6 +61,9 @@ pub struct Fetcher {
     memory: Mutex<Memory>,
     dir: Option<PathBuf>,
     timeout: Duration,
+    /// One download per pin at a time: the others wait for it and find it cached.
+    inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    downloads: tokio::sync::Semaphore,
 }
 
 #[derive(Default)]
@@ -122,7 +128,43 @@ impl Fetcher {
             memory: Mutex::new(Memory::default()),
             dir,
             timeout: Duration::from_secs(30),
+            inflight: Mutex::new(HashMap::new()),
+            downloads: tokio::sync::Semaphore::new(CONCURRENT_DOWNLOADS),
         })
+    }
+
+    /// Waits for this pin's turn to download (and the download slot), having
+    /// checked the cache first: what another request fetched meanwhile is found.
+    async fn turn(
+        &self,
+        pin: &str,
+        max_bytes: u64,
+    ) -> Result<Result<Arc<Vec<u8>>, Turn<'_>>, String> {
+        if let Some(hit) = self.cached(pin, max_bytes) {
+            return Ok(Ok(hit));
+        }
+        let lock = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(pin.to_owned())
+            .or_default()
+            .clone();
+        let held = lock.lock_owned().await;
+        if let Some(hit) = self.cached(pin, max_bytes) {
+            return Ok(Ok(hit));
+        }
+        let slot = self
+            .downloads
+            .acquire()
+            .await
+            .map_err(|_| "the downloader is shut down".to_owned())?;
+        Ok(Err(Turn {
+            fetcher: self,
+            pin: pin.to_owned(),
+            _held: held,
+            _slot: slot,
+        }))
     }
 
     /// The bytes at `url`, which must hash to `sha256` and be at most `max_bytes`.
@@ -132,10 +174,11 @@ impl Fetcher {
         sha256: &str,
         max_bytes: u64,
     ) -> Result<Arc<Vec<u8>>, String> {
-        let pin = normalize_pin(sha256);
-        if let Some(hit) = self.cached(&pin, max_bytes) {
-            return Ok(hit);
-        }
+        let pin = parse_pin(sha256)?;
+        let _turn = match self.turn(&pin, max_bytes).await? {
+            Ok(hit) => return Ok(hit),
+            Err(turn) => turn,
+        };
         if !url.starts_with("https://") {
             return Err(format!("spec.source.url: {url:?} is not an https:// URL"));
         }
@@ -182,10 +225,11 @@ impl Fetcher {
         sha256: &str,
         max_bytes: u64,
     ) -> Result<Arc<Vec<u8>>, String> {
-        let pin = normalize_pin(sha256);
-        if let Some(hit) = self.cached(&pin, max_bytes) {
-            return Ok(hit);
-        }
+        let pin = parse_pin(sha256)?;
+        let _turn = match self.turn(&pin, max_bytes).await? {
+            Ok(hit) => return Ok(hit),
+            Err(turn) => turn,
+        };
         let image: oci_client::Reference = reference
             .parse()
             .map_err(|e| format!("spec.source.oci: {reference:?} is not an OCI reference: {e}"))?;
@@ -329,6 +373,31 @@ impl Fetcher {
             memory.entries.remove(&oldest);
         }
         bytes
+    }
+}
+
+/// A pin's turn to download; the pin's entry goes when the last waiter is done.
+struct Turn<'a> {
+    fetcher: &'a Fetcher,
+    pin: String,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+    _slot: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self
+            .fetcher
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Held here and in the map only: no one else waits for this pin.
+        if inflight
+            .get(&self.pin)
+            .is_some_and(|lock| Arc::strong_count(lock) <= 2)
+        {
+            inflight.remove(&self.pin);
+        }
     }
 }
 
@@ -580,6 +649,19 @@ pub fn normalize_pin(pin: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// A pin, checked to be a sha256: 64 hex digits, with or without `sha256:`.
+pub fn parse_pin(pin: &str) -> Result<String, String> {
+    let hex = normalize_pin(pin);
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(format!(
+            "spec.source.sha256: {:?} is not a sha256 digest; write the 64 hex digits `sha256sum` or `sluice strategy inspect` prints",
+            crate::strategy::host_state::truncate(pin, 80)
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,6 +699,19 @@ mod tests {
         }
         let plain: Uri = "http://127.0.0.1:5000/v2/x".parse().unwrap();
         assert!(redirect_target(&plain, "/v2/y", "http").is_ok());
+    }
+
+    #[test]
+    fn pins_are_sha256_digests_only() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            parse_pin(&format!("sha256:{}", hex.to_uppercase())),
+            Ok(hex)
+        );
+        for bad in ["../../etc/passwd", "abc", &"g".repeat(64), ""] {
+            let err = parse_pin(bad).expect_err(bad);
+            assert!(err.contains("is not a sha256 digest"), "{err}");
+        }
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub struct ModuleSource {
     /// The sha256 the bytes must hash to (required for `url`, `oci`, and every
     /// source of a ClusterStrategyModule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(sha256:)?[0-9a-fA-F]{64}$"))]
     pub sha256: Option<String>,
 }
 
@@ -296,19 +297,21 @@ struct ModuleObject {
     allowed: Option<NamespaceScope>,
 }
 
-/// The labels of namespace `ns`, if it can be read.
+/// The labels of namespace `ns`; `None` when it does not exist, a refusal when it
+/// cannot be read (a grant by label is then neither given nor denied).
 async fn namespace_labels(
     client: &kube::Client,
     ns: &str,
-) -> Option<std::collections::BTreeMap<String, String>> {
+) -> Result<Option<std::collections::BTreeMap<String, String>>, Refusal> {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     match api.get_opt(ns).await {
-        Ok(Some(n)) => Some(n.metadata.labels.unwrap_or_default()),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(namespace = ns, error = %e, "cannot read the namespace's labels");
-            None
-        }
+        Ok(found) => Ok(found.map(|n| n.metadata.labels.unwrap_or_default())),
+        Err(e) => Err(refusal(
+            "NamespaceUnreadable",
+            format!(
+                "reading namespace {ns}'s labels for a grant by label selector: {e}; tried again shortly"
+            ),
+        )),
     }
 }
 
@@ -393,7 +396,11 @@ pub async fn resolve(
             bytes: std::sync::Arc::new(bytes.to_vec()),
             pin: None,
             limits: admission.ceilings.defaults(),
-            grants: Grants::all(),
+            // The built-ins log; metric providers are granted to modules, not to them.
+            grants: Grants {
+                log: true,
+                ..Grants::none()
+            },
         });
     }
     let object = if let Some(cluster_name) = name.strip_prefix("cluster/") {
@@ -456,7 +463,7 @@ pub async fn resolve(
     let needs_labels = object.capabilities.needs_labels(&admission.providers, ns)
         || object.allowed.as_ref().is_some_and(|a| a.needs_labels(ns));
     let labels = if needs_labels {
-        namespace_labels(client, ns).await
+        namespace_labels(client, ns).await?
     } else {
         None
     };
@@ -498,11 +505,11 @@ pub async fn labels_for_grants(
     admission: &Admission,
     capabilities: &ModuleCapabilities,
     ns: &str,
-) -> Option<std::collections::BTreeMap<String, String>> {
+) -> Result<Option<std::collections::BTreeMap<String, String>>, Refusal> {
     if capabilities.needs_labels(&admission.providers, ns) {
         namespace_labels(client, ns).await
     } else {
-        None
+        Ok(None)
     }
 }
 
@@ -525,6 +532,9 @@ pub async fn read_source(
     .count();
     if given != 1 {
         return Err("spec.source: give exactly one of configMap, url, oci or builtin".into());
+    }
+    if let Some(pin) = &source.sha256 {
+        crate::fetch::parse_pin(pin)?;
     }
     if let Some(name) = &source.builtin {
         return builtin::builtin(name)
@@ -584,6 +594,7 @@ pub async fn read_source(
     let Some(pin) = &source.sha256 else {
         return Err("spec.source.sha256: url and oci sources must pin the module's sha256".into());
     };
+    crate::fetch::parse_pin(pin)?;
     if let Some(url) = &source.url {
         return fetcher.fetch(url, pin, max_bytes).await;
     }

@@ -19,8 +19,9 @@ use crate::modules::{
 use crate::policy::Tenant;
 use crate::strategy::{Grants, ModuleState, Runtime, Strategy};
 
-/// The sandbox tenant cluster modules are loaded as.
-const CLUSTER_TENANT: &str = "cluster-modules";
+/// The sandbox tenant cluster modules are loaded as (not a valid namespace name,
+/// so no namespace shares its turn).
+const CLUSTER_TENANT: &str = "(cluster modules)";
 
 /// How soon a module still compiling, or waiting for the sandbox, is looked at again.
 const AGAIN_SOON: Duration = Duration::from_secs(2);
@@ -116,7 +117,13 @@ async fn status_for(ctx: &Ctx, m: Module<'_>) -> (StrategyModuleStatus, Option<D
     }
     let labels = match m.namespace {
         Some(ns) => {
-            modules::labels_for_grants(&ctx.client, &ctx.admission, m.capabilities, ns).await
+            match modules::labels_for_grants(&ctx.client, &ctx.admission, m.capabilities, ns).await
+            {
+                Ok(labels) => labels,
+                Err((reason, message)) => {
+                    return (not_ready(&reason, message, generation), Some(AGAIN_SOON));
+                }
+            }
         }
         None => None,
     };

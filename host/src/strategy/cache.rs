@@ -145,7 +145,7 @@ impl ArtifactCache {
     /// The authenticated artifact for the module whose sha256 is `digest`, if any.
     pub fn lookup(&self, digest: &str) -> Lookup {
         let path = self.path(digest);
-        let bytes = match read_private(&path, u64::MAX) {
+        let bytes = match read_private(&path, super::compile::MAX_ARTIFACT + TAG_BYTES as u64) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Lookup::Miss,
             Err(why) => return self.refuse(&path, why),
@@ -159,10 +159,6 @@ impl ArtifactCache {
                 &path,
                 "its tag does not authenticate it as this module's artifact".into(),
             );
-        }
-        // Touched, so the size budget evicts what is least recently used.
-        if let Ok(file) = fs::File::options().append(true).open(&path) {
-            let _ = file.set_modified(SystemTime::now());
         }
         Lookup::Hit(artifact.to_vec())
     }
@@ -252,7 +248,10 @@ pub fn read_private(path: &Path, max: u64) -> Result<Option<Vec<u8>>, String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        // Not through a link; not blocking on a FIFO planted under the name.
+        options.custom_flags(
+            (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+        );
     }
     let mut file = match options.open(path) {
         Ok(file) => file,
@@ -289,12 +288,15 @@ pub fn read_private(path: &Path, max: u64) -> Result<Option<Vec<u8>>, String> {
     if meta.len() > max {
         return Err(format!("it is {} bytes, more than {max}", meta.len()));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(max)).unwrap_or(0));
     // Read through the handle already checked, never by name again.
     (&mut file)
         .take(max)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("it cannot be read: {e}"))?;
+    // Touched through the same handle, so the size budget evicts what is least
+    // recently used.
+    let _ = file.set_modified(SystemTime::now());
     Ok(Some(bytes))
 }
 

@@ -28,6 +28,9 @@ const EXIT_INVALID: i32 = 3;
 /// Longest compiler message kept for a status.
 const MAX_MESSAGE: usize = 1024;
 
+/// Largest compiled module read back from the helper.
+pub const MAX_ARTIFACT: u64 = 512 << 20;
+
 /// What decides how modules are compiled.
 #[derive(Debug, Clone)]
 pub enum Compiler {
@@ -142,6 +145,8 @@ impl IsolatedCompiler {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env_clear()
+            // Two compiler threads, as the CPU limit assumes.
+            .env("RAYON_NUM_THREADS", "2")
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
@@ -159,9 +164,34 @@ impl IsolatedCompiler {
             let _ = stdin.write_all(&bytes).await;
             drop(stdin);
         };
+        let mut stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| failed("no stdout".into()))?;
+        let mut stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| failed("no stderr".into()))?;
+        let read = async move {
+            use tokio::io::AsyncReadExt;
+            let mut artifact = Vec::new();
+            let mut message = Vec::new();
+            let mut stdout = (&mut stdout).take(MAX_ARTIFACT + 1);
+            let mut stderr = (&mut stderr).take(MAX_MESSAGE as u64 * 4);
+            let (out, err) = tokio::join!(
+                stdout.read_to_end(&mut artifact),
+                stderr.read_to_end(&mut message),
+            );
+            out.and(err).map(|_| (artifact, message))
+        };
         let run = async {
-            let ((), output) = tokio::join!(feed, child.wait_with_output());
-            output
+            let ((), read, status) = tokio::join!(feed, read, child.wait());
+            let (stdout, stderr) = read?;
+            Ok::<_, std::io::Error>(std::process::Output {
+                status: status?,
+                stdout,
+                stderr,
+            })
         };
         let output = match tokio::time::timeout(self.timeout, run).await {
             Ok(output) => output.map_err(|e| failed(format!("waiting for the compiler: {e}")))?,
@@ -174,6 +204,11 @@ impl IsolatedCompiler {
             }
         };
         if output.status.success() {
+            if output.stdout.len() as u64 > MAX_ARTIFACT {
+                return Err(failed(format!(
+                    "the compiled module is larger than {MAX_ARTIFACT} bytes"
+                )));
+            }
             return Ok(output.stdout);
         }
         let stderr = String::from_utf8_lossy(&output.stderr);

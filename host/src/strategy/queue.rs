@@ -102,10 +102,12 @@ impl Scheduler {
             return Admission::Run;
         }
         if entry.waiting.len() >= config.waiting_per_tenant {
-            return Admission::Busy(Busy {
+            let busy = Busy {
                 tenant: tenant.to_owned(),
                 waiting: entry.waiting.len(),
-            });
+            };
+            self.forget_idle(tenant);
+            return Admission::Busy(busy);
         }
         let ticket = self.next_ticket;
         self.next_ticket += 1;

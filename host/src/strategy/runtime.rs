@@ -30,6 +30,10 @@ use super::queue::{FairQueue, QueueConfig};
 use super::validate::{self, Violations};
 use super::wasi::WasiState;
 
+/// Core instances one component may hold (interpreters in other languages link a
+/// few dozen core modules).
+const MAX_CORE_INSTANCES: u32 = 64;
+
 /// Bytes of memory (and table) kept resident in a pool slot between instances.
 const KEEP_RESIDENT: usize = 2 << 20;
 
@@ -45,8 +49,9 @@ pub const HOSTCALL_FUEL: usize = 1 << 20;
 /// Longest error text of a module (a refusal, a trap) the host keeps.
 pub const MAX_ERROR_TEXT: usize = 1024;
 
-/// Tenant of calls made by local tools.
-pub const LOCAL_TENANT: &str = "local";
+/// Tenant of calls made by local tools (not a valid namespace name, so no
+/// namespace shares its turn).
+pub const LOCAL_TENANT: &str = "(local tools)";
 
 /// How the runtime is set up.
 #[derive(Debug, Clone)]
@@ -186,7 +191,25 @@ enum Entry {
         module: Arc<CompiledModule>,
         used: u64,
     },
-    Failed(LoadError),
+    /// Refused; asked again after `retry` when the refusal may not be the module's
+    /// fault (the machine was too busy to compile it in time, the helper failed).
+    Failed {
+        error: LoadError,
+        retry: Option<std::time::Instant>,
+    },
+}
+
+/// When a refusal is looked at again: never for what the module is, later for
+/// what the machine may have caused.
+fn retry_after(error: &LoadError) -> Option<std::time::Instant> {
+    let after = match error {
+        LoadError::CompileTimeout { .. } | LoadError::CompileMemory { .. } => {
+            Duration::from_secs(600)
+        }
+        LoadError::CompileFailed { .. } | LoadError::Read { .. } => Duration::from_secs(30),
+        _ => return None,
+    };
+    Some(std::time::Instant::now() + after)
 }
 
 /// Most refused digests remembered (each is refused again without compiling).
@@ -196,6 +219,9 @@ const MAX_FAILED: usize = 1024;
 struct Table {
     entries: HashMap<String, Entry>,
     clock: u64,
+    /// Digests of byte buffers seen, by address: the same download is handed over
+    /// at every reconcile and need not be hashed again.
+    digests: HashMap<usize, (std::sync::Weak<Vec<u8>>, String)>,
 }
 
 impl Table {
@@ -238,7 +264,7 @@ impl Table {
         let failed: Vec<String> = self
             .entries
             .iter()
-            .filter(|(_, e)| matches!(e, Entry::Failed(_)))
+            .filter(|(_, e)| matches!(e, Entry::Failed { .. }))
             .map(|(d, _)| d.clone())
             .collect();
         for digest in failed.iter().skip(MAX_FAILED) {
@@ -584,6 +610,25 @@ impl Runtime {
         })?
     }
 
+    /// The sha256 of `bytes`, remembered for as long as the buffer lives.
+    fn digest_of(&self, bytes: &Arc<Vec<u8>>) -> String {
+        let key = Arc::as_ptr(bytes) as usize;
+        if let Some((seen, digest)) = self.shared.lock_table().digests.get(&key)
+            && seen.upgrade().is_some_and(|b| Arc::ptr_eq(&b, bytes))
+        {
+            return digest.clone();
+        }
+        let digest = sha256_hex(bytes);
+        let mut table = self.shared.lock_table();
+        if table.digests.len() >= 256 {
+            table.digests.retain(|_, (seen, _)| seen.strong_count() > 0);
+        }
+        table
+            .digests
+            .insert(key, (Arc::downgrade(bytes), digest.clone()));
+        digest
+    }
+
     fn begin(&self, tenant: &str, bytes: Arc<Vec<u8>>, pin: Option<&str>) -> Begun {
         let ceiling = self.shared.ceilings.module_bytes;
         if bytes.len() as u64 > ceiling {
@@ -592,7 +637,7 @@ impl Runtime {
                 ceiling,
             });
         }
-        let digest = sha256_hex(&bytes);
+        let digest = self.digest_of(&bytes);
         if let Some(pin) = pin {
             let expected = crate::fetch::normalize_pin(pin);
             if digest != expected {
@@ -609,9 +654,13 @@ impl Runtime {
                 *used = now;
                 return Begun::Ready(module.clone());
             }
-            Some(Entry::Failed(e)) => return Begun::Failed(e.clone()),
+            Some(Entry::Failed { error, retry })
+                if retry.is_none_or(|at| std::time::Instant::now() < at) =>
+            {
+                return Begun::Failed(error.clone());
+            }
             Some(Entry::Compiling(rx)) => return Begun::Wait(rx.clone()),
-            None => {}
+            _ => {}
         }
         let (tx, rx) = watch::channel(None);
         table
@@ -621,36 +670,39 @@ impl Runtime {
         let shared = self.shared.clone();
         let tenant = tenant.to_owned();
         self.handle.spawn(async move {
+            // Should this task end without an outcome (a panic, the executor shutting
+            // down), the guard takes the entry out so the module is asked for again.
+            let mut guard = CompileGuard {
+                shared: shared.clone(),
+                digest: digest.clone(),
+                armed: true,
+            };
             let outcome = shared.compile_job(&tenant, &digest, bytes).await;
-            let mut table = shared.lock_table();
-            let now = table.touch();
-            match &outcome {
-                Ok(module) => {
-                    table.entries.insert(
-                        digest.clone(),
-                        Entry::Ready {
-                            module: module.clone(),
-                            used: now,
-                        },
-                    );
-                }
-                // Waiting for a turn is no verdict on the module: ask again later.
-                Err(LoadError::Busy(_)) => {
-                    table.entries.remove(&digest);
-                }
-                Err(e) => {
-                    tracing::warn!(module = %&digest[..12], error = %e, "module refused");
-                    table
-                        .entries
-                        .insert(digest.clone(), Entry::Failed(e.clone()));
-                }
-            }
-            table.shrink(shared.max_compiled_bytes);
-            drop(table);
+            guard.armed = false;
+            shared.settle(&digest, &outcome);
             let _ = tx.send(Some(outcome));
-            shared.evict_cache();
+            let evicting = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || evicting.evict_cache()).await;
         });
         Begun::Wait(rx)
+    }
+}
+
+/// Removes a `Compiling` entry whose job ended without an outcome.
+struct CompileGuard {
+    shared: Arc<Shared>,
+    digest: String,
+    armed: bool,
+}
+
+impl Drop for CompileGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut table = self.shared.lock_table();
+            if matches!(table.entries.get(&self.digest), Some(Entry::Compiling(_))) {
+                table.entries.remove(&self.digest);
+            }
+        }
     }
 }
 
@@ -672,6 +724,38 @@ impl Drop for Runtime {
 }
 
 impl Shared {
+    /// Records a compilation's outcome in the table.
+    fn settle(&self, digest: &str, outcome: &Result<Arc<CompiledModule>, LoadError>) {
+        let mut table = self.lock_table();
+        let now = table.touch();
+        match outcome {
+            Ok(module) => {
+                table.entries.insert(
+                    digest.to_owned(),
+                    Entry::Ready {
+                        module: module.clone(),
+                        used: now,
+                    },
+                );
+            }
+            // Waiting for a turn is no verdict on the module: ask again later.
+            Err(LoadError::Busy(_)) => {
+                table.entries.remove(digest);
+            }
+            Err(e) => {
+                tracing::warn!(module = %&digest[..12], error = %e, "module refused");
+                table.entries.insert(
+                    digest.to_owned(),
+                    Entry::Failed {
+                        error: e.clone(),
+                        retry: retry_after(e),
+                    },
+                );
+            }
+        }
+        table.shrink(self.max_compiled_bytes);
+    }
+
     fn lock_table(&self) -> std::sync::MutexGuard<'_, Table> {
         // The table holds no invariant a panic could break halfway: recover it.
         self.table.lock().unwrap_or_else(|p| p.into_inner())
@@ -689,21 +773,28 @@ impl Shared {
             .acquire(tenant)
             .await
             .map_err(LoadError::Busy)?;
-        if let Some(cache) = &self.cache
-            && let Lookup::Hit(artifact) = cache.lookup(digest)
-        {
+        if self.cache.is_some() {
+            // Reading, authenticating and loading an artifact is file I/O and hashing:
+            // off the executor that runs the calls.
             let shared = self.clone();
             let (owned, size) = (digest.to_owned(), bytes.len());
-            let linked = tokio::task::spawn_blocking(move || {
-                shared.link(&owned, size, &artifact, Provenance::Cached)
+            let cached = tokio::task::spawn_blocking(move || {
+                let cache = shared.cache.as_ref()?;
+                match cache.lookup(&owned) {
+                    Lookup::Hit(artifact) => {
+                        Some(shared.link(&owned, size, &artifact, Provenance::Cached))
+                    }
+                    _ => None,
+                }
             })
             .await
             .map_err(|e| failed_task(digest, &e))?;
-            match linked {
-                Ok(module) => return Ok(module),
-                Err(e) => {
+            match cached {
+                Some(Ok(module)) => return Ok(module),
+                Some(Err(e)) => {
                     tracing::warn!(module = %&digest[..12], error = %e, "a cached artifact does not load; compiling again");
                 }
+                None => {}
             }
         }
         let artifact = self
@@ -1124,11 +1215,15 @@ fn build_engine(config: &RuntimeConfig, settings: EngineSettings) -> anyhow::Res
     let mut pooled = base.clone();
     let calls = config.max_concurrent_calls.max(1);
     let mut pool = PoolingAllocationConfig::default();
+    // Every per-component bound times the number of instances fits the pool's
+    // totals, so no module can take another's slots; a module past a bound is
+    // refused when it is loaded.
     pool.total_component_instances(calls)
-        .total_core_instances(calls * 8)
+        .total_core_instances(calls * MAX_CORE_INSTANCES)
         .total_memories(calls * 4)
         .total_tables(calls * 8)
         .total_stacks(calls)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES)
         .max_memories_per_component(4)
         .max_tables_per_component(8)
         .max_memories_per_module(4)

@@ -23,6 +23,10 @@ use super::host_state::HostState;
 /// How much a module may print to each of stdout and stderr in one call.
 const OUTPUT_CAPACITY: usize = 16 << 10;
 
+/// WASI resources (streams, pollables) a module may hold at once in one call: each
+/// is host memory the memory limit does not see.
+const MAX_RESOURCES: usize = 1024;
+
 /// WASI state of one call.
 pub struct WasiState {
     ctx: WasiCtx,
@@ -46,9 +50,11 @@ impl WasiState {
             .insecure_random_seed(u128::from(seed))
             .max_random_size(1 << 16)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         WasiState {
             ctx,
-            table: ResourceTable::new(),
+            table,
             stdout,
             stderr,
         }
