@@ -242,8 +242,18 @@ async fn the_controller_uses_exactly_the_permissions_deploy_grants_it() {
     c.apply(&deployment_yaml("echo", "barnett/canarydemo:v2", 5))
         .await;
     c.until_healthy("echo").await;
-    // A graceful stop releases the Lease.
+    // A graceful stop releases the Lease, so a standby takes over at once.
     c.stop_controller().await;
+    let lease = c
+        .sim
+        .store()
+        .get(
+            &sluice_sim::store::ResKey::new("coordination.k8s.io", "leases"),
+            "sluice-system",
+            "sluice-controller",
+        )
+        .map(|l| l["spec"]["holderIdentity"].clone());
+    assert_eq!(lease, Some(Value::Null), "the Lease is released on stop");
 
     let calls: Vec<AuditEntry> = c
         .sim

@@ -347,6 +347,28 @@ fn another_modules_valid_artifact_renamed_to_this_ones_name_is_refused_and_recom
 }
 
 #[test]
+fn compiled_modules_past_the_memory_budget_are_forgotten_least_recently_used_first() {
+    // A budget smaller than any compiled module.
+    let runtime = runtime_with(|c| c.max_compiled_bytes = 1);
+    let steps_bytes = sluice::strategy::builtin::builtin("steps").expect("steps");
+    let unused = Arc::downgrade(&runtime.load(steps_bytes).expect("steps"));
+    let held = runtime
+        .load(sluice_test_guests::DOUBLING)
+        .expect("doubling");
+    // Loading another module went past the budget: the one nobody uses is forgotten.
+    assert!(
+        unused.upgrade().is_none(),
+        "the unused module stayed in memory"
+    );
+    runtime.load(sluice_test_guests::HOSTILE).expect("hostile");
+    // One a strategy holds stays, whatever the budget.
+    let again = runtime
+        .load(sluice_test_guests::DOUBLING)
+        .expect("doubling");
+    assert!(Arc::ptr_eq(&held, &again), "a module in use was forgotten");
+}
+
+#[test]
 fn the_same_bytes_are_compiled_once_per_runtime() {
     let runtime = runtime();
     let a = steps(&runtime);

@@ -76,6 +76,20 @@ fn decide(c: &mut Criterion) {
                 .expect("decision")
         })
     });
+    // What the controller does: a slot of the fair queue, the call on the sandbox's
+    // executor, the answer back on the caller's thread.
+    group.bench_function("wasm_fresh_instance_on_executor", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(runtime.decide_async(
+                    "bench",
+                    &strategy,
+                    black_box(&input),
+                    metrics.clone(),
+                ))
+                .expect("decision")
+        })
+    });
     let mut warm = runtime.warm(&strategy, &input).expect("instance");
     group.bench_function("wasm_reused_instance", |b| {
         b.iter(|| warm.decide(black_box(&input)).expect("decision"))

@@ -21,7 +21,8 @@ use sluice::strategy::{
 };
 
 const ATTACKERS: usize = 8;
-const SAMPLES: usize = 400;
+const SAMPLES: usize = 2000;
+const WARMUP: usize = 200;
 
 fn input(config: &str) -> Observation {
     Observation {
@@ -184,13 +185,15 @@ fn measure(runtime: &Arc<Runtime>, attack: Option<&Attack>) -> (Vec<Duration>, u
                 tokio::task::yield_now().await;
             }
         }
-        for _ in 0..SAMPLES {
+        for i in 0..WARMUP + SAMPLES {
             let started = Instant::now();
             runtime
                 .decide_async("neighbour", &neighbour, &good, Arc::new(NoMetrics))
                 .await
                 .expect("the neighbour decides");
-            latencies.push(started.elapsed());
+            if i >= WARMUP {
+                latencies.push(started.elapsed());
+            }
         }
     });
     stop.store(true, Ordering::Relaxed);

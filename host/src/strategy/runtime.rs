@@ -39,7 +39,7 @@ const KEEP_RESIDENT: usize = 2 << 20;
 
 /// How often the engine's epoch advances: how often running wasm yields, and so
 /// the granularity of a call's deadline for a module that computes.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Most bytes the host copies out of a guest in one lift: a call's result, or one
 /// import's arguments. Strings count their bytes, lists their elements' host size,
@@ -452,7 +452,8 @@ impl Runtime {
         self.block_on(self.prepare(LOCAL_TENANT, Arc::new(bytes.to_vec()), Some(sha256)))
     }
 
-    /// Asks the module for a decision on `input`, for `tenant`, and checks it.
+    /// Asks the module for a decision on `input`, for `tenant`, and checks it. The
+    /// call runs on the sandbox's executor, not on the caller's threads.
     pub async fn decide_async(
         &self,
         tenant: &str,
@@ -460,18 +461,8 @@ impl Runtime {
         input: &Observation,
         metrics: Arc<dyn MetricsSource>,
     ) -> Result<Decision, StrategyError> {
-        match self
-            .run(
-                tenant,
-                strategy,
-                Export::Decide(Box::new(input.clone())),
-                metrics,
-            )
-            .await?
-        {
-            Answer::Decided(answer, violations) => checked(strategy, input, answer, violations),
-            _ => unreachable_answer(strategy),
-        }
+        self.decide_on(Placement::Executor, tenant, strategy, input, metrics)
+            .await
     }
 
     /// Asks the module whether `config` is a configuration it accepts, for `tenant`.
@@ -481,13 +472,68 @@ impl Runtime {
         strategy: &Strategy,
         config: &str,
     ) -> Result<(), StrategyError> {
+        self.validate_config_on(Placement::Executor, tenant, strategy, config)
+            .await
+    }
+
+    /// Asks the module to describe itself, for `tenant`.
+    pub async fn describe_async(
+        &self,
+        tenant: &str,
+        strategy: &Strategy,
+    ) -> Result<ModuleInfo, StrategyError> {
+        self.describe_on(Placement::Executor, tenant, strategy)
+            .await
+    }
+
+    /// [`Runtime::decide_async`] for local tools, on the calling thread.
+    pub fn decide(
+        &self,
+        strategy: &Strategy,
+        input: &Observation,
+        metrics: Arc<dyn MetricsSource>,
+    ) -> Result<Decision, StrategyError> {
+        self.block_on(self.decide_on(Placement::Caller, LOCAL_TENANT, strategy, input, metrics))
+    }
+
+    /// [`Runtime::validate_config_async`] for local tools, on the calling thread.
+    pub fn validate_config(&self, strategy: &Strategy, config: &str) -> Result<(), StrategyError> {
+        self.block_on(self.validate_config_on(Placement::Caller, LOCAL_TENANT, strategy, config))
+    }
+
+    /// [`Runtime::describe_async`] for local tools, on the calling thread.
+    pub fn describe(&self, strategy: &Strategy) -> Result<ModuleInfo, StrategyError> {
+        self.block_on(self.describe_on(Placement::Caller, LOCAL_TENANT, strategy))
+    }
+
+    async fn decide_on(
+        &self,
+        placement: Placement,
+        tenant: &str,
+        strategy: &Strategy,
+        input: &Observation,
+        metrics: Arc<dyn MetricsSource>,
+    ) -> Result<Decision, StrategyError> {
+        let export = Export::Decide(Box::new(input.clone()));
         match self
-            .run(
-                tenant,
-                strategy,
-                Export::ValidateConfig(config.to_owned()),
-                Arc::new(NoMetrics),
-            )
+            .run(placement, tenant, strategy, export, metrics)
+            .await?
+        {
+            Answer::Decided(answer, violations) => checked(strategy, input, answer, violations),
+            _ => unreachable_answer(strategy),
+        }
+    }
+
+    async fn validate_config_on(
+        &self,
+        placement: Placement,
+        tenant: &str,
+        strategy: &Strategy,
+        config: &str,
+    ) -> Result<(), StrategyError> {
+        let export = Export::ValidateConfig(config.to_owned());
+        match self
+            .run(placement, tenant, strategy, export, Arc::new(NoMetrics))
             .await?
         {
             Answer::Validated(answer) => answer.map_err(|message| StrategyError::Config {
@@ -498,39 +544,25 @@ impl Runtime {
         }
     }
 
-    /// Asks the module to describe itself, for `tenant`.
-    pub async fn describe_async(
+    async fn describe_on(
         &self,
+        placement: Placement,
         tenant: &str,
         strategy: &Strategy,
     ) -> Result<ModuleInfo, StrategyError> {
         match self
-            .run(tenant, strategy, Export::Describe, Arc::new(NoMetrics))
+            .run(
+                placement,
+                tenant,
+                strategy,
+                Export::Describe,
+                Arc::new(NoMetrics),
+            )
             .await?
         {
             Answer::Described(info) => Ok(info.bounded()),
             _ => unreachable_answer(strategy),
         }
-    }
-
-    /// [`Runtime::decide_async`] for local tools, waiting for the answer.
-    pub fn decide(
-        &self,
-        strategy: &Strategy,
-        input: &Observation,
-        metrics: Arc<dyn MetricsSource>,
-    ) -> Result<Decision, StrategyError> {
-        self.block_on(self.decide_async(LOCAL_TENANT, strategy, input, metrics))
-    }
-
-    /// [`Runtime::validate_config_async`] for local tools, waiting for the answer.
-    pub fn validate_config(&self, strategy: &Strategy, config: &str) -> Result<(), StrategyError> {
-        self.block_on(self.validate_config_async(LOCAL_TENANT, strategy, config))
-    }
-
-    /// [`Runtime::describe_async`] for local tools, waiting for the answer.
-    pub fn describe(&self, strategy: &Strategy) -> Result<ModuleInfo, StrategyError> {
-        self.block_on(self.describe_async(LOCAL_TENANT, strategy))
     }
 
     /// Runs `future` to completion on the runtime's executor, from synchronous code.
@@ -584,6 +616,7 @@ impl Runtime {
     /// Takes a slot for `tenant` and runs one export on the executor.
     async fn run(
         &self,
+        placement: Placement,
         tenant: &str,
         strategy: &Strategy,
         export: Export,
@@ -595,6 +628,11 @@ impl Runtime {
             .acquire(tenant)
             .await
             .map_err(StrategyError::Busy)?;
+        if placement == Placement::Caller {
+            let answer = self.shared.call(strategy, export, metrics).await;
+            drop(slot);
+            return answer;
+        }
         let shared = self.shared.clone();
         let strategy = strategy.clone();
         let digest = strategy.module.digest.clone();
@@ -1067,6 +1105,15 @@ fn unreachable_answer<T>(strategy: &Strategy) -> Result<T, StrategyError> {
         export: "call",
         message: "the host got an answer for another export".into(),
     })
+}
+
+/// Where a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// On the sandbox's executor: the controller's calls, kept off its own threads.
+    Executor,
+    /// On the caller's thread: tools, which wait for the answer anyway.
+    Caller,
 }
 
 /// An export to call, with its arguments.
