@@ -26,8 +26,6 @@ use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
 use crate::strategy::cache::{self, sha256_hex};
@@ -86,28 +84,7 @@ impl Fetcher {
         dir: Option<PathBuf>,
         insecure: Vec<String>,
     ) -> anyhow::Result<Fetcher> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        if let Some(path) = extra_ca {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<_, _>>())
-                .map_err(|e| {
-                    anyhow::anyhow!("reading CA certificates from {}: {e}", path.display())
-                })?;
-            if certs.is_empty() {
-                anyhow::bail!("{} holds no PEM certificate", path.display());
-            }
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                anyhow::bail!("no usable CA certificate in {}", path.display());
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = crate::http::tls_config(extra_ca).map_err(anyhow::Error::msg)?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls.clone())
             .https_only()
@@ -190,7 +167,7 @@ impl Fetcher {
                 .https
                 .request(get(&uri, None, None)?)
                 .await
-                .map_err(|e| format!("downloading {url}: {}", client_error(&e)))?;
+                .map_err(|e| format!("downloading {url}: {}", crate::http::error_text(&e)))?;
             if !response.status().is_success() {
                 return Err(format!(
                     "downloading {url}: the server answered {}{}",
@@ -428,7 +405,7 @@ impl Session<'_> {
                 .any
                 .request(get(&uri, accept, self.token.as_deref())?)
                 .await
-                .map_err(|e| format!("{uri}: {}", client_error(&e)))?;
+                .map_err(|e| format!("{uri}: {}", crate::http::error_text(&e)))?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
@@ -486,7 +463,7 @@ impl Session<'_> {
         let mut query = Vec::new();
         for key in ["service", "scope"] {
             if let Some(v) = params.get(key) {
-                query.push(format!("{key}={}", form_encode(v)));
+                query.push(format!("{key}={}", crate::http::percent_encode(v)));
             }
         }
         let separator = if realm.contains('?') { '&' } else { '?' };
@@ -498,7 +475,7 @@ impl Session<'_> {
             .any
             .request(get(&token_uri, None, None)?)
             .await
-            .map_err(|e| format!("{token_uri}: {}", client_error(&e)))?;
+            .map_err(|e| format!("{token_uri}: {}", crate::http::error_text(&e)))?;
         if !response.status().is_success() {
             return Err(format!(
                 "{token_uri}: the token service answered {}",
@@ -571,17 +548,6 @@ fn bearer_challenge(header: &str) -> Option<HashMap<String, String>> {
     Some(params)
 }
 
-fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn get(
     uri: &Uri,
     accept: Option<&str>,
@@ -628,18 +594,6 @@ async fn read_capped(
         }
     }
     Ok(bytes)
-}
-
-/// A client error in words, without anything the server sent.
-fn client_error(e: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    crate::strategy::host_state::truncate(&text, 300).to_owned()
 }
 
 /// A sha256 pin as written (`sha256:ABC…` or `abc…`), as the lowercase hex it means.

@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller;
 pub mod demo;
 pub mod fetch;
+pub mod http;
 pub mod kruise;
 pub mod local;
 pub mod modules;

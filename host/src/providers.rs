@@ -15,8 +15,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -216,24 +214,7 @@ impl Providers {
 }
 
 fn client(ca_file: Option<&Path>) -> Result<Client, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    if let Some(path) = ca_file {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<_, _>>())
-            .map_err(|e| format!("reading caFile {}: {e}", path.display()))?;
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(format!("no usable CA certificate in {}", path.display()));
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = crate::http::tls_config(ca_file)?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
@@ -250,7 +231,7 @@ impl Provider {
         let url = format!(
             "{}/api/v1/query?query={}",
             self.config.url,
-            url_encode(query)
+            crate::http::percent_encode(query)
         );
         let mut request = hyper::Request::get(&url);
         if let Some(token) = &self.token {
@@ -261,11 +242,9 @@ impl Provider {
             .body(Full::new(Bytes::new()))
             .map_err(|e| MetricsError::Failed(format!("{name}: {e}")))?;
         let call = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| MetricsError::Failed(format!("{name}: {}", connect_error(&e))))?;
+            let response = self.client.request(request).await.map_err(|e| {
+                MetricsError::Failed(format!("{name}: {}", crate::http::error_text(&e)))
+            })?;
             let status = response.status();
             if !status.is_success() {
                 return Err(MetricsError::Failed(format!("{name} answered {status}")));
@@ -293,18 +272,6 @@ impl Provider {
                 ))
             })?
     }
-}
-
-/// A client error in words, without anything the server sent.
-fn connect_error(e: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    crate::strategy::host_state::truncate(&text, 300).to_owned()
 }
 
 /// Answers one reconcile's metric queries, each at most once.
@@ -388,17 +355,6 @@ pub fn parse_answer(body: &[u8]) -> Result<f64, MetricsError> {
     Ok(number)
 }
 
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,7 +388,6 @@ mod tests {
         assert_eq!(p.namespaces, NamespaceScope::all());
         assert!("prometheus".parse::<ProviderConfig>().is_err());
         assert!("p=ftp://x".parse::<ProviderConfig>().is_err());
-        assert_eq!(url_encode("rate(x[1m])"), "rate%28x%5B1m%5D%29");
     }
 
     #[test]

@@ -108,6 +108,18 @@ enum Usable {
 }
 
 impl Context {
+    /// Resolves the module a Rollout of `ns` names, within what the operator allows.
+    async fn resolve(&self, ns: &str, module_name: &str) -> Result<ResolvedModule, Refusal> {
+        crate::modules::resolve(
+            &self.client,
+            &self.fetcher,
+            &self.admission,
+            ns,
+            module_name,
+        )
+        .await
+    }
+
     /// The strategy for a resolved module, without waiting for its compilation.
     fn strategy(&self, resolved: &ResolvedModule, tenant: &str) -> Usable {
         match self
@@ -252,14 +264,7 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
         let idle = stage == plan::Stage::Idle;
         let decided = match plan::strategy_input(&observed, &stage, &config) {
             Some(input) => {
-                let resolved = crate::modules::resolve(
-                    &ctx.client,
-                    &ctx.fetcher,
-                    &ctx.admission,
-                    &ns,
-                    &module_name,
-                )
-                .await;
+                let resolved = ctx.resolve(&ns, &module_name).await;
                 Some(ctx.decide(resolved, &module_name, input, &ns).await)
             }
             None => None,
@@ -268,14 +273,7 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
         // Between releases, a named module's configuration is still checked, so a
         // mistake shows as soon as the Rollout names it rather than at the next release.
         if decided.is_none() && annotations.contains_key(MODULE_ANNOTATION) && idle {
-            let resolved = crate::modules::resolve(
-                &ctx.client,
-                &ctx.fetcher,
-                &ctx.admission,
-                &ns,
-                &module_name,
-            )
-            .await;
+            let resolved = ctx.resolve(&ns, &module_name).await;
             match ctx.check_config(resolved, &module_name, &config, &ns).await {
                 Some(check) => plan::config_checked(&mut plan, &check, observed.now),
                 // Not yet known: look again shortly.
