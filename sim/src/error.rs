@@ -136,6 +136,17 @@ impl ApiError {
         )
     }
 
+    /// 504, standing for an answer lost after the request was carried out (a fault
+    /// a test armed).
+    pub fn lost_answer() -> Self {
+        ApiError::new(
+            504,
+            "Timeout",
+            "the answer to this request was lost (a fault injected by the simulator); the request was carried out".to_owned(),
+            None,
+        )
+    }
+
     /// 422 Invalid, with a cause per field.
     pub fn invalid(kind: &str, name: &str, causes: Vec<(&str, String)>) -> Self {
         let summary = causes

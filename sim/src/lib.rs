@@ -67,6 +67,7 @@ pub struct Sim {
     gateway_addr: SocketAddr,
     store: Arc<Store>,
     audit: Arc<api::audit::AuditLog>,
+    faults: Arc<api::faults::Faults>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -90,11 +91,12 @@ impl Sim {
         let (api_addr, gateway_addr) = (api.local_addr()?, gateway.local_addr()?);
         let (stop, stopped) = watch::channel(false);
         let audit = Arc::new(api::audit::AuditLog::default());
+        let faults = Arc::new(api::faults::Faults::default());
         let tasks = vec![
             tokio::spawn(workloads::run(store.clone(), config.pods.clone())),
             serve(
                 api,
-                api::router(store.clone(), audit.clone()),
+                api::router(store.clone(), audit.clone(), faults.clone()),
                 stopped.clone(),
             ),
             serve(gateway, gateway::router(store.clone()), stopped),
@@ -105,6 +107,7 @@ impl Sim {
             gateway_addr,
             store,
             audit,
+            faults,
             stop,
             tasks,
         })
@@ -138,6 +141,11 @@ impl Sim {
     /// Every resource request the API server has served, with who asked.
     pub fn audit(&self) -> Vec<api::audit::AuditEntry> {
         self.audit.entries()
+    }
+
+    /// Faults to make, for tests of what survives them.
+    pub fn faults(&self) -> &api::faults::Faults {
+        &self.faults
     }
 
     /// A kubeconfig for kubectl and kube-rs (plain HTTP, no credentials).

@@ -2,6 +2,7 @@
 
 pub mod audit;
 mod discovery;
+pub mod faults;
 mod handlers;
 mod patch;
 mod path;
@@ -35,11 +36,21 @@ pub struct ApiState {
     pub store: Arc<Store>,
     /// Who asked for what.
     pub audit: Arc<audit::AuditLog>,
+    /// Faults tests armed.
+    pub faults: Arc<faults::Faults>,
 }
 
 /// The router of the API server.
-pub fn router(store: Arc<Store>, audit: Arc<audit::AuditLog>) -> Router {
-    let state = ApiState { store, audit };
+pub fn router(
+    store: Arc<Store>,
+    audit: Arc<audit::AuditLog>,
+    faults: Arc<faults::Faults>,
+) -> Router {
+    let state = ApiState {
+        store,
+        audit,
+        faults,
+    };
     Router::new()
         .route("/version", get(discovery::version))
         .route("/healthz", get(ok))
@@ -79,10 +90,19 @@ async fn dispatch(
         headers,
         body,
     };
-    match handlers::handle(&state, request).await {
+    let create_of = (request.method == Method::POST)
+        .then(|| request.path.rsplit('/').next().unwrap_or("").to_owned());
+    let response = match handlers::handle(&state, request).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
+    };
+    if let Some(resource) = create_of
+        && response.status().is_success()
+        && state.faults.create_answer_lost(&resource)
+    {
+        return ApiError::lost_answer().into_response();
     }
+    response
 }
 
 /// A request as the handlers see it.
