@@ -2,6 +2,7 @@
 //! decision is made by a sandboxed WebAssembly strategy module.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod demo;
@@ -15,3 +16,5 @@ pub mod providers;
 pub mod rollout;
 pub mod scenario;
 pub mod strategy;
+pub mod traffic;
+pub mod workload;

@@ -208,11 +208,27 @@ impl ModuleLimits {
     }
 }
 
-/// Why a module may not be used, for a condition: a reason and a message.
-pub type Refusal = (String, String);
+/// Why a module may not be used, for a condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// One word (`ModuleNotFound`, `LimitAboveCeiling`, …).
+    pub reason: String,
+    /// What is wrong and what to do, naming the field.
+    pub message: String,
+}
 
-fn refusal(reason: &str, message: impl Into<String>) -> Refusal {
-    (reason.to_owned(), message.into())
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.reason)
+    }
+}
+
+/// A refusal for `reason`.
+pub fn refusal(reason: &str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        reason: reason.to_owned(),
+        message: message.into(),
+    }
 }
 
 impl ModuleCapabilities {

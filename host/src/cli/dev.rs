@@ -47,6 +47,13 @@ pub fn run(args: DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode
         let operator = args.sources.operator_config(cache_dir)?;
         let mut config = crate::controller::ControllerConfig::default();
         args.sources.configure(&mut config, &operator);
+        // The same lease as any controller: a `sluice controller` pointed at this
+        // cluster stands by instead of writing beside the embedded one.
+        config.lease = Some(crate::controller::leader::LeaseConfig::new(
+            "default",
+            "sluice-controller",
+            &format!("sluice-dev-{}", std::process::id()),
+        ));
         let controller = crate::local::start_controller_with(
             &sim,
             super::controller::runtime_config(&operator)?,

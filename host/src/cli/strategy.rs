@@ -66,8 +66,12 @@ pub enum Output {
 /// Runs a strategy command.
 pub fn run(cmd: StrategyCommand, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     // The module may be anyone's: compile it in the bounded helper, as the controller does.
-    let compiler = crate::strategy::IsolatedCompiler::current_exe()
+    let mut compiler = crate::strategy::IsolatedCompiler::current_exe()
         .context("finding this binary to compile modules")?;
+    // The user's own module on the user's own machine: a module with an interpreter
+    // inside (JavaScript, Python) can take minutes to compile on a busy laptop, and
+    // Ctrl-C stops a runaway one. The memory bound stays.
+    compiler.timeout = std::time::Duration::from_secs(600);
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir,
         compiler: crate::strategy::Compiler::Isolated(compiler),

@@ -1,13 +1,15 @@
 //! Leader election on a `coordination.k8s.io` Lease, so two replicas can run and only
 //! one reconciles.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use serde_json::json;
+
+use crate::clock::Clock;
 
 /// Where the Lease lives and who we are.
 #[derive(Debug, Clone)]
@@ -20,27 +22,46 @@ pub struct LeaseConfig {
     pub identity: String,
     /// How long a lease holds without renewal.
     pub duration: Duration,
-    /// How often the holder renews.
-    pub renew_every: Duration,
+    /// How long the holder goes on trying to renew before it stops leading: shorter
+    /// than `duration`, so it has stopped before another replica may take over.
+    pub renew_deadline: Duration,
+    /// How often the holder renews, and a standby tries to take the lease.
+    pub retry_period: Duration,
+    /// The clock lease times are read from and written with.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl LeaseConfig {
-    /// A lease named `name` in `namespace` for `identity`, with the usual timings.
+    /// A lease named `name` in `namespace` for `identity`, with Kubernetes' usual
+    /// timings (those of kube-controller-manager: 15 s, 10 s, 2 s).
     pub fn new(namespace: &str, name: &str, identity: &str) -> Self {
         LeaseConfig {
             namespace: namespace.into(),
             name: name.into(),
             identity: identity.into(),
             duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(5),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// Checks the timings hold together: retry < renew deadline < duration.
+    pub fn check(&self) -> Result<(), String> {
+        if self.retry_period >= self.renew_deadline || self.renew_deadline >= self.duration {
+            return Err(format!(
+                "lease timings: the retry period ({:?}) must be shorter than the renew deadline ({:?}), and that shorter than the lease duration ({:?})",
+                self.retry_period, self.renew_deadline, self.duration
+            ));
+        }
+        Ok(())
     }
 }
 
 /// Tries once to take or renew the lease; true when we hold it afterwards.
 pub async fn try_acquire(client: &kube::Client, config: &LeaseConfig) -> Result<bool, kube::Error> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
-    let now = MicroTime(Timestamp::now());
+    let now = MicroTime(config.clock.now());
     let seconds = i32::try_from(config.duration.as_secs()).unwrap_or(15);
     match leases.get_opt(&config.name).await? {
         None => {
@@ -63,9 +84,9 @@ pub async fn try_acquire(client: &kube::Client, config: &LeaseConfig) -> Result<
                 .renew_time
                 .as_ref()
                 .map(|t| t.0)
-                .unwrap_or(Timestamp::UNIX_EPOCH);
+                .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
             let held_for = i64::from(spec.lease_duration_seconds.unwrap_or(seconds));
-            let expired = renewed.as_second() + held_for < now.0.as_second();
+            let expired = renewed.as_millisecond() + held_for * 1000 <= now.0.as_millisecond();
             if holder != config.identity && !expired && !holder.is_empty() {
                 return Ok(false);
             }
@@ -102,28 +123,30 @@ pub async fn acquire(client: &kube::Client, config: &LeaseConfig) {
             Ok(false) => tracing::debug!(lease = %config.name, "another replica leads; waiting"),
             Err(e) => tracing::warn!(error = %e, "leader election failed; retrying"),
         }
-        tokio::time::sleep(config.renew_every).await;
+        tokio::time::sleep(config.retry_period).await;
     }
 }
 
-/// Renews the lease until it is lost; returns when it is.
+/// Renews the lease until it is lost, or not renewed within the renew deadline;
+/// returns then, and the caller must stop writing.
 pub async fn keep(client: &kube::Client, config: &LeaseConfig) {
-    let mut last_renewal = tokio::time::Instant::now();
+    let mut last_renewal = config.clock.now_ms();
+    let deadline = u64::try_from(config.renew_deadline.as_millis()).unwrap_or(u64::MAX);
     loop {
-        tokio::time::sleep(config.renew_every).await;
-        match try_acquire(client, config).await {
-            Ok(true) => last_renewal = tokio::time::Instant::now(),
-            Ok(false) => {
+        tokio::time::sleep(config.retry_period).await;
+        let attempt = tokio::time::timeout(config.renew_deadline, try_acquire(client, config));
+        match attempt.await {
+            Ok(Ok(true)) => last_renewal = config.clock.now_ms(),
+            Ok(Ok(false)) => {
                 tracing::error!(lease = %config.name, "lost the lease to another replica");
                 return;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "renewing the lease failed");
-                if last_renewal.elapsed() > config.duration {
-                    tracing::error!(lease = %config.name, "could not renew the lease in time");
-                    return;
-                }
-            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "renewing the lease failed"),
+            Err(_) => tracing::warn!("renewing the lease timed out"),
+        }
+        if config.clock.now_ms().saturating_sub(last_renewal) >= deadline {
+            tracing::error!(lease = %config.name, "could not renew the lease within its renew deadline; stopping");
+            return;
         }
     }
 }
@@ -141,7 +164,7 @@ pub async fn release(client: &kube::Client, config: &LeaseConfig) -> Result<(), 
     }
     spec.holder_identity = None;
     spec.lease_duration_seconds = Some(1);
-    spec.renew_time = Some(MicroTime(Timestamp::now()));
+    spec.renew_time = Some(MicroTime(config.clock.now()));
     lease.spec = Some(spec);
     match leases
         .replace(&config.name, &PostParams::default(), &lease)

@@ -46,6 +46,8 @@ pub struct ControllerMetrics {
     pub decision_duration: Histogram,
     /// Rollouts by phase, as of the last scrape.
     pub rollouts: Family<PhaseLabels, Gauge>,
+    /// API writes made by reconciles (object writes and status patches).
+    pub writes: Counter,
 }
 
 impl Default for ControllerMetrics {
@@ -84,7 +86,14 @@ impl ControllerMetrics {
             decision_duration.clone(),
         );
         registry.register("rollouts", "Rollouts by phase", rollouts.clone());
+        let writes = Counter::default();
+        registry.register(
+            "api_writes",
+            "API writes made by reconciles: object writes and status patches",
+            writes.clone(),
+        );
         ControllerMetrics {
+            writes,
             registry: Mutex::new(registry),
             reconciles,
             reconcile_duration,
@@ -113,6 +122,11 @@ impl ControllerMetrics {
             })
             .inc();
         self.decision_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts `n` API writes.
+    pub fn wrote(&self, n: usize) {
+        self.writes.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// Sets the phase gauges from a count per phase.

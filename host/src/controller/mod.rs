@@ -1,20 +1,27 @@
 //! The controller: serves `rollouts.kruise.io/v1alpha1` Rollouts.
 //!
-//! Each reconcile is observe → decide → plan → apply → report: `observe` reads the
-//! Rollout and everything it touches, the Rollout's strategy module decides, `plan`
-//! (pure) turns that into changes and a status, `apply` makes the changes in a safe
-//! order, and `report` writes the status, publishes events and counts metrics.
+//! Each reconcile is a pipeline of stages, one module each (docs/architecture.md):
+//! [`observe`] reads everything — the Rollout's objects and its strategy module —
+//! into one [`observed::Observed`]; [`decide`] makes the one guest call; [`plan`]
+//! (pure) turns both into concrete writes and a status; [`apply`] makes the writes
+//! in order; [`report`] writes the status and the events. Workload kinds and
+//! routers are behind traits in `crate::workload` and `crate::traffic`.
 
 pub mod apply;
+pub mod decide;
+pub mod endpoints;
 pub mod error;
+pub mod finalise;
 pub mod leader;
 pub mod metrics;
 pub mod module_status;
 pub mod observe;
 pub mod observed;
 pub mod plan;
+pub mod report;
 pub mod status;
-pub mod traffic;
+pub mod watches;
+pub mod write;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,24 +30,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::core::DynamicObject;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::kruise::v1alpha1::Rollout;
-use crate::modules::{Refusal, ResolvedModule};
-use crate::strategy::{LoadError, ModuleState, Runtime, Strategy};
+use crate::strategy::Runtime;
+use decide::{Decider, Outcome};
 use error::Error;
 use metrics::ControllerMetrics;
-use plan::Decided;
 
 /// The annotation naming a Rollout's strategy module.
 pub const MODULE_ANNOTATION: &str = "strategy.sluice.dev/module";
@@ -68,6 +73,8 @@ pub struct ControllerConfig {
     pub download_dir: Option<std::path::PathBuf>,
     /// OCI registries (`host:port`) reached over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// The clock reconciles read `now` from.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for ControllerConfig {
@@ -81,6 +88,7 @@ impl Default for ControllerConfig {
             module_ca: None,
             download_dir: None,
             insecure_registries: Vec::new(),
+            clock: crate::clock::system(),
         }
     }
 }
@@ -88,204 +96,52 @@ impl Default for ControllerConfig {
 /// What every reconcile reaches.
 pub struct Context {
     client: kube::Client,
-    runtime: Arc<Runtime>,
-    providers: Arc<crate::providers::Providers>,
-    admission: crate::modules::Admission,
     fetcher: Arc<crate::fetch::Fetcher>,
+    admission: crate::modules::Admission,
+    decider: Decider,
     recorder: Recorder,
     metrics: Arc<ControllerMetrics>,
     rollouts: Store<Rollout>,
+    clock: Arc<dyn Clock>,
 }
 
-/// A resolved module on its way to a call.
-enum Usable {
-    /// Compiled, with its limits and grants.
-    Ready(Strategy),
-    /// Not yet: compiling, or waiting for a turn.
-    Waiting(String),
-    /// Refused.
-    Refused(Refusal),
-}
-
-impl Context {
-    /// Resolves the module a Rollout of `ns` names, within what the operator allows.
-    async fn resolve(&self, ns: &str, module_name: &str) -> Result<ResolvedModule, Refusal> {
-        crate::modules::resolve(
-            &self.client,
-            &self.fetcher,
-            &self.admission,
-            ns,
-            module_name,
-        )
-        .await
-    }
-
-    /// The strategy for a resolved module, without waiting for its compilation.
-    fn strategy(&self, resolved: &ResolvedModule, tenant: &str) -> Usable {
-        match self
-            .runtime
-            .module_state(tenant, resolved.bytes.clone(), resolved.pin.as_deref())
-        {
-            ModuleState::Ready(module) => Usable::Ready(Strategy::new(
-                module,
-                resolved.limits.clone(),
-                resolved.grants.clone(),
-            )),
-            ModuleState::Compiling => {
-                Usable::Waiting(format!("module {} is being compiled", resolved.name))
-            }
-            ModuleState::Failed(LoadError::Busy(busy)) => Usable::Waiting(busy.to_string()),
-            ModuleState::Failed(e) => Usable::Refused((e.reason().to_owned(), e.to_string())),
-        }
-    }
-
-    /// Checks `config` with the module's `validate-config`; Ok names the module;
-    /// `None` when the module cannot be asked yet (compiling, or the sandbox busy).
-    async fn check_config(
-        &self,
-        resolved: Result<ResolvedModule, Refusal>,
-        module_name: &str,
-        config: &str,
-        tenant: &str,
-    ) -> Option<Result<String, Refusal>> {
-        let resolved = match resolved {
-            Ok(r) => r,
-            Err(refused) => return Some(Err(refused)),
-        };
-        let strategy = match self.strategy(&resolved, tenant) {
-            Usable::Ready(s) => s,
-            Usable::Waiting(_) => return None,
-            Usable::Refused(refused) => return Some(Err(refused)),
-        };
-        match self
-            .runtime
-            .validate_config_async(tenant, &strategy, config)
-            .await
-        {
-            Ok(()) => Some(Ok(module_name.to_owned())),
-            Err(e) if e.is_transient() => None,
-            Err(e) => Some(Err((e.reason().to_owned(), e.to_string()))),
-        }
-    }
-
-    /// Runs the Rollout's strategy on `input`, in the sandbox, for `tenant`.
-    async fn decide(
-        &self,
-        resolved: Result<ResolvedModule, Refusal>,
-        module_name: &str,
-        input: crate::strategy::Observation,
-        tenant: &str,
-    ) -> Decided {
-        let failed = |(reason, message): Refusal| Decided::Failed {
-            module: module_name.to_owned(),
-            reason,
-            message,
-        };
-        let resolved = match resolved {
-            Ok(r) => r,
-            Err(refused) => return failed(refused),
-        };
-        let strategy = match self.strategy(&resolved, tenant) {
-            Usable::Ready(s) => s,
-            Usable::Waiting(why) => {
-                return Decided::Deferred {
-                    module: module_name.to_owned(),
-                    why,
-                };
-            }
-            Usable::Refused(refused) => return failed(refused),
-        };
-        // One cache of metric answers per reconcile.
-        let metrics = Arc::new(crate::providers::ProviderMetrics::new(
-            self.providers.clone(),
-        ));
-        let started = Instant::now();
-        let outcome = match self
-            .runtime
-            .validate_config_async(tenant, &strategy, &input.config)
-            .await
-        {
-            Ok(()) => {
-                self.runtime
-                    .decide_async(tenant, &strategy, &input, metrics)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        let took = started.elapsed();
-        match outcome {
-            Ok(decision) => {
-                self.metrics
-                    .decided(decision.action.name(), module_name, took);
-                Decided::Decision {
-                    decision,
-                    module: module_name.to_owned(),
-                    digest: strategy.module.digest().to_owned(),
-                }
-            }
-            Err(e) if e.is_transient() => Decided::Deferred {
-                module: module_name.to_owned(),
-                why: e.to_string(),
-            },
-            Err(e) => {
-                self.metrics.decided("error", module_name, took);
-                failed((e.reason().to_owned(), e.to_string()))
-            }
-        }
-    }
-}
-
-/// Reconciles one Rollout.
+/// Reconciles one Rollout: observe → decide → plan → apply → report.
 async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let ns = rollout.namespace().unwrap_or_default();
-    let name = rollout.name_any();
-    let span = tracing::info_span!("reconcile", namespace = %ns, rollout = %name);
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %rollout.namespace().unwrap_or_default(),
+        rollout = %rollout.name_any()
+    );
     let result = async {
-        let others: Vec<Rollout> = ctx
-            .rollouts
-            .state()
-            .iter()
-            .filter(|r| r.namespace().as_deref() == Some(ns.as_str()) && r.name_any() != name)
-            .map(|r| (**r).clone())
-            .collect();
-        let observed = observe::observe(&ctx.client, &rollout, others).await?;
-        let annotations = rollout.annotations();
-        let module_name = annotations
-            .get(MODULE_ANNOTATION)
-            .map_or(DEFAULT_MODULE, String::as_str)
-            .to_owned();
-        let config = annotations
-            .get(CONFIG_ANNOTATION)
-            .cloned()
-            .unwrap_or_default();
-        // The stage runs the spec's validation: work it out once.
-        let stage = plan::stage(&observed);
-        let idle = stage == plan::Stage::Idle;
-        let decided = match plan::strategy_input(&observed, &stage, &config) {
-            Some(input) => {
-                let resolved = ctx.resolve(&ns, &module_name).await;
-                Some(ctx.decide(resolved, &module_name, input, &ns).await)
-            }
-            None => None,
+        let sources = observe::Sources {
+            client: &ctx.client,
+            fetcher: &ctx.fetcher,
+            admission: &ctx.admission,
+            now_ms: ctx.clock.now_ms(),
         };
-        let mut plan = plan::plan(&observed, stage, decided.as_ref());
-        // Between releases, a named module's configuration is still checked, so a
-        // mistake shows as soon as the Rollout names it rather than at the next release.
-        if decided.is_none() && annotations.contains_key(MODULE_ANNOTATION) && idle {
-            let resolved = ctx.resolve(&ns, &module_name).await;
-            match ctx.check_config(resolved, &module_name, &config, &ns).await {
-                Some(check) => plan::config_checked(&mut plan, &check, observed.now),
-                // Not yet known: look again shortly.
+        let conflicting = watches::conflicting(&ctx.rollouts, &rollout);
+        let (observed, stage) = observe::observe(&sources, &rollout, conflicting).await?;
+        let outcome = ctx.decider.decide(&observed, &stage).await;
+        let decided = match &outcome {
+            Outcome::Decided(d) => Some(d),
+            Outcome::Nothing | Outcome::ConfigChecked(_) => None,
+        };
+        let mut plan = plan::plan(&observed, stage, decided);
+        if let Outcome::ConfigChecked(check) = &outcome {
+            match check {
+                Some(check) => plan::config_checked(&mut plan, check, observed.now),
+                // Not known yet (compiling, the sandbox busy): look again shortly.
                 None => plan.requeue = Some(Duration::from_secs(1)),
             }
         }
-        tracing::debug!(changes = ?plan.changes, "plan");
-        apply::apply(&ctx.client, &observed, &plan.changes).await?;
-        report(&ctx, &observed, &plan).await?;
-        Ok::<_, Error>(plan.requeue.map_or_else(
-            || Action::requeue(Duration::from_secs(300)),
-            Action::requeue,
+        tracing::debug!(writes = ?plan.writes, "plan");
+        apply::apply(&ctx.client, &plan.writes).await?;
+        ctx.metrics.wrote(plan.writes.len());
+        let status_written = report::report(&ctx.client, &ctx.recorder, &observed, &plan).await?;
+        ctx.metrics.wrote(usize::from(status_written));
+        Ok::<_, Error>(Action::requeue(
+            plan.requeue.unwrap_or(Duration::from_secs(300)),
         ))
     }
     .instrument(span)
@@ -300,80 +156,6 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
     result
 }
 
-/// Writes the planned status and publishes the planned events.
-async fn report(ctx: &Context, o: &observed::Observed, plan: &plan::Plan) -> Result<(), Error> {
-    let ns = o.rollout.namespace().unwrap_or_default();
-    let name = o.rollout.name_any();
-    let removing = plan.changes.contains(&plan::Change::RemoveFinalizer)
-        && o.rollout.metadata.deletion_timestamp.is_some();
-    let old =
-        serde_json::to_value(o.rollout.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
-    let new = serde_json::to_value(&plan.status).unwrap_or(Value::Null);
-    if old != new && !removing {
-        let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
-        let mut patch = json!({"status": merge_diff(&old, &new)});
-        // A status written from a stale read would undo a concurrent approval.
-        if !plan.changes.iter().any(|c| {
-            matches!(
-                c,
-                plan::Change::AddFinalizer | plan::Change::RemoveFinalizer
-            )
-        }) {
-            patch["metadata"] = json!({"resourceVersion": o.rollout.metadata.resource_version});
-        }
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(Error::Report)?;
-    }
-    let reference = o.rollout.object_ref(&());
-    for note in &plan.notes {
-        let event = KubeEvent {
-            type_: if note.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: note.reason.clone(),
-            note: Some(note.message.chars().take(1000).collect()),
-            // The recorder folds events by type, reason and action, not by note: the
-            // note as action keeps each transition its own Event, and counts repeats.
-            action: note.message.chars().take(128).collect(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(error = %e, "cannot publish an event");
-        }
-    }
-    Ok(())
-}
-
-/// A JSON merge patch turning `old` into `new`.
-pub fn merge_diff(old: &Value, new: &Value) -> Value {
-    match (old, new) {
-        (Value::Object(a), Value::Object(b)) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in b {
-                match a.get(k) {
-                    Some(old_v) if old_v == v => {}
-                    Some(old_v) => {
-                        out.insert(k.clone(), merge_diff(old_v, v));
-                    }
-                    None => {
-                        out.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-            for k in a.keys() {
-                if !b.contains_key(k) {
-                    out.insert(k.clone(), Value::Null);
-                }
-            }
-            Value::Object(out)
-        }
-        _ => new.clone(),
-    }
-}
-
 fn error_policy(_rollout: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) -> Action {
     if error.is_conflict() {
         tracing::debug!(%error, "conflict; retrying");
@@ -383,50 +165,30 @@ fn error_policy(_rollout: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) -> Ac
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Rollouts that govern a workload (or own a canary Deployment) named in `meta`.
-fn rollouts_for(
-    store: &Store<Rollout>,
-    ns: Option<String>,
-    names: &[String],
-) -> Vec<ObjectRef<Rollout>> {
-    store
-        .state()
-        .iter()
-        .filter(|r| r.namespace() == ns)
-        .filter(|r| {
-            r.spec
-                .object_ref
-                .workload_ref
-                .as_ref()
-                .is_some_and(|w| names.contains(&w.name))
-        })
-        .map(|r| ObjectRef::from_obj(&**r))
-        .collect()
-}
-
-/// Rollouts of `ns` whose strategy annotation names one of `modules`.
-fn rollouts_using(
-    store: &Store<Rollout>,
-    ns: Option<String>,
-    modules: &[String],
-) -> Vec<ObjectRef<Rollout>> {
-    if modules.is_empty() {
-        return Vec::new();
+/// An API for `resource` in the controller's scope.
+fn scoped_api(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    resource: &kube::core::ApiResource,
+) -> Api<DynamicObject> {
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
     }
-    store
-        .state()
-        .iter()
-        .filter(|r| r.namespace() == ns)
-        .filter(|r| {
-            r.annotations()
-                .get(MODULE_ANNOTATION)
-                .is_some_and(|m| modules.contains(m))
-        })
-        .map(|r| ObjectRef::from_obj(&**r))
-        .collect()
 }
 
-/// Runs the controller until `shutdown` completes (or leadership is lost).
+/// Whether the API server serves `api` here (a CRD may be missing).
+async fn served<K>(api: &Api<K>) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+        .map(|_| ())
+}
+
+/// Runs the controller until `shutdown` completes (or leadership is lost). Serves
+/// `/readyz` from the start, leading or not; releases the lease on the way out.
 pub async fn run(
     client: kube::Client,
     config: ControllerConfig,
@@ -434,85 +196,92 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(ControllerMetrics::new());
-    let api_for = |_: ()| -> Api<Rollout> {
-        match &config.namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
+    let ns = config.namespace.as_deref();
+    let rollouts: Api<Rollout> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
-    let rollouts = api_for(());
-    if let Err(e) = rollouts
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-    {
+    if let Err(e) = served(&rollouts).await {
         anyhow::bail!(
             "cannot list rollouts.kruise.io Rollouts ({e}); install the CRDs first: `sluice crds | kubectl apply -f -`"
         );
     }
-    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    if let Some(lease) = &config.lease {
+        lease.check().map_err(|e| anyhow::anyhow!(e))?;
+    }
+    // Ready once it can serve: a standby is Ready too, so that a rolling update
+    // of the controller's own Deployment goes on while another replica leads.
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(true);
     if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-        tokio::spawn(serve_http(listener, metrics.clone(), ready_rx));
+        // The address bound, port 0 resolved: what a probe or a test connects to.
+        if let Ok(bound) = listener.local_addr() {
+            tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+        }
+        tokio::spawn(endpoints::serve(listener, metrics.clone(), ready_rx));
     }
-    if let Some(lease) = &config.lease {
-        leader::acquire(&client, lease).await;
-    }
-    let lost = {
-        let client = client.clone();
-        let lease = config.lease.clone();
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    let shutdown = {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        rx
+    };
+    let stopped = {
+        let mut shutdown = shutdown.clone();
         async move {
-            match lease {
-                Some(lease) => leader::keep(&client, &lease).await,
-                None => std::future::pending().await,
-            }
+            let _ = shutdown.wait_for(|s| *s).await;
         }
     };
-    // The controller wants a Sync future: bridge through a oneshot.
-    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    if let Some(lease) = &config.lease {
         tokio::select! {
-            () = shutdown => {}
-            () = lost => {}
+            () = leader::acquire(&client, lease) => {}
+            () = stopped => {
+                tracing::info!("stopped while standing by");
+                drop(ready_tx);
+                return Ok(());
+            }
         }
-        let _ = stop_tx.send(());
-    });
+    }
+    {
+        let client = client.clone();
+        let lease = config.lease.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let lost = async {
+                match &lease {
+                    Some(lease) => leader::keep(&client, lease).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => {}
+                () = lost => {}
+            }
+            let _ = stop_tx.send(());
+        });
+    }
     let stop = async move {
         let _ = stop_rx.await;
     };
 
-    let scoped = |kind: &str| -> String {
-        format!(
-            "{kind} in {}",
-            config.namespace.as_deref().unwrap_or("all namespaces")
-        )
-    };
-    tracing::info!(scope = %scoped("rollouts"), "controller starting");
-    let controller = Controller::new(rollouts, watcher::Config::default().any_semantic());
-    let store = controller.store();
-    let ns_api = |c: &kube::Client| -> (
-        Api<Deployment>,
-        Api<StatefulSet>,
-        Api<Service>,
-        Api<Ingress>,
-    ) {
-        match &config.namespace {
-            Some(ns) => (
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-            ),
-            None => (
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-            ),
-        }
-    };
-    let (deployments, statefulsets, services, ingresses) = ns_api(&client);
+    tracing::info!(
+        scope = ns.unwrap_or("all namespaces"),
+        "controller starting"
+    );
+    let (store, writer) = reflector::store::<Rollout>();
+    // Rollouts are reconciled when what calls for it changes — never because of the
+    // status the controller wrote itself (watches::rollout_changed).
+    let trigger = watcher(rollouts, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(watches::rollout_changed, Default::default());
+    let controller = Controller::for_stream(trigger, store.clone());
     let reporter = Reporter {
         controller: config.reporter.clone(),
         instance: config.lease.as_ref().map(|l| l.identity.clone()),
@@ -532,50 +301,15 @@ pub async fn run(
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        runtime: runtime.clone(),
-        providers,
-        admission: admission.clone(),
         fetcher: fetcher.clone(),
+        admission: admission.clone(),
+        decider: Decider::new(runtime.clone(), providers, metrics.clone()),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         rollouts: store.clone(),
+        clock: config.clock.clone(),
     });
-    let deployment_store = store.clone();
-    let sts_store = store.clone();
-    let cloneset_store = store.clone();
-    // CloneSets are watched when OpenKruise's CRD is installed.
-    let clonesets: Option<Api<kube::core::DynamicObject>> = {
-        let resource = observe::cloneset_resource();
-        let api: Api<kube::core::DynamicObject> = match &config.namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        match api.list(&kube::api::ListParams::default().limit(1)).await {
-            Ok(_) => Some(api),
-            Err(e) => {
-                tracing::info!(error = %e, "CloneSets are not served here; not watching them");
-                None
-            }
-        }
-    };
-    let phase_store = store.clone();
-    let phase_metrics = metrics.clone();
-    tokio::spawn(async move {
-        loop {
-            let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-            for r in phase_store.state() {
-                let phase = r
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase.clone())
-                    .unwrap_or_else(|| "Initial".into());
-                *counts.entry(phase).or_default() += 1;
-            }
-            phase_metrics.set_phases(&counts.into_iter().collect::<Vec<_>>());
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-    });
-    let _ = ready_tx.send(true);
+    tokio::spawn(count_phases(store.clone(), metrics.clone()));
     tokio::spawn(module_status::run(
         client.clone(),
         runtime.clone(),
@@ -583,54 +317,78 @@ pub async fn run(
         admission,
         config.namespace.clone(),
     ));
-    // A module's new version (its object or its ConfigMap) reaches the Rollouts using
-    // it at once, not at their next recheck.
-    let modules_api: Api<crate::modules::StrategyModule> = match &config.namespace {
+
+    // Each workload kind served here is watched; an event on one reaches the
+    // Rollouts releasing it (or whose canary it is).
+    let mut controller = controller;
+    for kind in crate::workload::KINDS {
+        let kind = crate::workload::Kind(*kind);
+        let resource = kind.resource();
+        let api = scoped_api(&client, ns, &resource);
+        if let Err(e) = served(&api).await {
+            tracing::info!(kind = %resource.kind, error = %e, "not served here; not watching it");
+            continue;
+        }
+        let rollouts = store.clone();
+        controller = controller.watches_with(
+            api,
+            resource,
+            watcher::Config::default(),
+            move |object: DynamicObject| {
+                watches::rollouts_for(
+                    &rollouts,
+                    object.namespace(),
+                    kind.kind(),
+                    &watches::names_of(kind, &object),
+                )
+            },
+        );
+    }
+    // The objects the routers create for a Rollout, owned by it.
+    let mut owned: Vec<kube::core::ApiResource> = Vec::new();
+    for router in crate::traffic::ROUTERS {
+        if let Some(resource) = router.owned()
+            && !owned
+                .iter()
+                .any(|r| r.kind == resource.kind && r.group == resource.group)
+        {
+            owned.push(resource);
+        }
+    }
+    for resource in owned {
+        let api = scoped_api(&client, ns, &resource);
+        if served(&api).await.is_ok() {
+            controller = controller.owns_with(api, resource, watcher::Config::default());
+        }
+    }
+    let services: Api<Service> = match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let modules_served = modules_api
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-        .is_ok();
-    let (module_store, module_writer) =
-        kube::runtime::reflector::store::<crate::modules::StrategyModule>();
-    if modules_served {
-        let reflector = kube::runtime::reflector(
-            module_writer,
-            watcher(modules_api.clone(), watcher::Config::default()),
-        );
-        tokio::spawn(async move {
-            use kube::runtime::WatchStreamExt;
-            reflector.applied_objects().for_each(|_| async {}).await;
-        });
-    }
-    let configmap_rollouts = store.clone();
-    let module_rollouts = store.clone();
-    let controller = match clonesets {
-        Some(api) => controller.watches_with(
-            api,
-            observe::cloneset_resource(),
-            watcher::Config::default(),
-            move |cs: kube::core::DynamicObject| {
-                rollouts_for(&cloneset_store, cs.namespace(), &[cs.name_any()])
-            },
-        ),
-        None => controller,
+    controller = controller.owns(services, watcher::Config::default());
+
+    // A module's new version (its object or its ConfigMap) reaches the Rollouts using
+    // it at once, not at their next recheck.
+    let modules_api: Api<crate::modules::StrategyModule> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
-    let controller = if modules_served {
-        let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> = match &config.namespace {
+    if served(&modules_api).await.is_ok() {
+        let (module_store, module_writer) = reflector::store::<crate::modules::StrategyModule>();
+        let module_events = watcher(modules_api, watcher::Config::default())
+            .default_backoff()
+            .reflect(module_writer)
+            .applied_objects();
+        let module_rollouts = store.clone();
+        let configmap_rollouts = store.clone();
+        let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> = match ns {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        controller
-            .watches(
-                modules_api,
-                watcher::Config::default(),
-                move |m: crate::modules::StrategyModule| {
-                    rollouts_using(&module_rollouts, m.namespace(), &[m.name_any()])
-                },
-            )
+        controller = controller
+            .watches_stream(module_events, move |m: crate::modules::StrategyModule| {
+                watches::rollouts_using(&module_rollouts, m.namespace(), &[m.name_any()])
+            })
             .watches(
                 configmaps,
                 watcher::Config::default(),
@@ -649,31 +407,11 @@ pub async fn run(
                         })
                         .map(|m| m.name_any())
                         .collect();
-                    rollouts_using(&configmap_rollouts, ns, &names)
+                    watches::rollouts_using(&configmap_rollouts, ns, &names)
                 },
-            )
-    } else {
-        controller
-    };
+            );
+    }
     controller
-        .watches(
-            deployments,
-            watcher::Config::default(),
-            move |d: Deployment| {
-                let mut names = vec![d.name_any()];
-                if let Some(stable) = d.labels().get(observe::CANARY_LABEL) {
-                    names.push(stable.clone());
-                }
-                rollouts_for(&deployment_store, d.namespace(), &names)
-            },
-        )
-        .watches(
-            statefulsets,
-            watcher::Config::default(),
-            move |s: StatefulSet| rollouts_for(&sts_store, s.namespace(), &[s.name_any()]),
-        )
-        .owns(services, watcher::Config::default())
-        .owns(ingresses, watcher::Config::default())
         .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -682,6 +420,7 @@ pub async fn run(
             }
         })
         .await;
+    drop(ready_tx);
     if let Some(lease) = &config.lease {
         match leader::release(&client, lease).await {
             Ok(()) => tracing::info!(lease = %lease.name, "released the lease"),
@@ -692,60 +431,19 @@ pub async fn run(
     Ok(())
 }
 
-async fn serve_http(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<ControllerMetrics>,
-    ready: tokio::sync::watch::Receiver<bool>,
-) {
-    use axum::Router;
-    use axum::http::StatusCode;
-    use axum::routing::get;
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.encode(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = *ready.borrow();
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ok")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "waiting for leadership")
-                    }
-                }
-            }),
-        );
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "metrics server stopped");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merge_diff_nulls_removed_fields() {
-        let old = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
-        let new = json!({"a": 1, "b": {"c": 5}, "e": [2], "f": true});
-        assert_eq!(
-            merge_diff(&old, &new),
-            json!({"b": {"c": 5, "d": null}, "e": [2], "f": true})
-        );
+/// Counts Rollouts per phase for the metrics, every few seconds.
+async fn count_phases(store: Store<Rollout>, metrics: Arc<ControllerMetrics>) {
+    loop {
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for r in store.state() {
+            let phase = r
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Initial".into());
+            *counts.entry(phase).or_default() += 1;
+        }
+        metrics.set_phases(&counts.into_iter().collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }

@@ -111,17 +111,23 @@ async fn status_for(ctx: &Ctx, m: Module<'_>) -> (StrategyModuleStatus, Option<D
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     if m.namespace.is_none()
-        && let Err((reason, message)) = modules::check_cluster_source(m.source)
+        && let Err(refused) = modules::check_cluster_source(m.source)
     {
-        return (not_ready(&reason, message, generation), None);
+        return (
+            not_ready(&refused.reason, refused.message, generation),
+            None,
+        );
     }
     let labels = match m.namespace {
         Some(ns) => {
             match modules::labels_for_grants(&ctx.client, &ctx.admission, m.capabilities, ns).await
             {
                 Ok(labels) => labels,
-                Err((reason, message)) => {
-                    return (not_ready(&reason, message, generation), Some(AGAIN_SOON));
+                Err(refused) => {
+                    return (
+                        not_ready(&refused.reason, refused.message, generation),
+                        Some(AGAIN_SOON),
+                    );
                 }
             }
         }
@@ -133,7 +139,12 @@ async fn status_for(ctx: &Ctx, m: Module<'_>) -> (StrategyModuleStatus, Option<D
     });
     let limits = match modules::admit(&ctx.admission, m.limits, m.capabilities, tenant) {
         Ok((limits, _)) => limits,
-        Err((reason, message)) => return (not_ready(&reason, message, generation), None),
+        Err(refused) => {
+            return (
+                not_ready(&refused.reason, refused.message, generation),
+                None,
+            );
+        }
     };
     let bytes = match modules::read_source(
         &ctx.client,

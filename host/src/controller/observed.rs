@@ -1,174 +1,204 @@
-//! What one reconcile sees of the cluster: plain values, built by `observe` and read by
-//! the pure `plan`.
+//! What one reconcile sees of the cluster. `observe` reads the objects into a
+//! [`Snapshot`] (plain Kubernetes objects, so a test can write one in YAML);
+//! [`Observed::from_snapshot`] turns it, purely, into the views the plan reads.
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::kruise::v1alpha1::Rollout;
-use crate::strategy::model::ReplicaCounts;
+use crate::modules::{Refusal, ResolvedModule};
+use crate::traffic::Routing;
+use crate::workload::{self, CanaryView, WorkloadView};
 
-/// The kinds of workload a Rollout releases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkloadKind {
-    /// `apps/v1` Deployment, released with an extra canary Deployment.
-    Deployment,
-    /// `apps.kruise.io/v1alpha1` CloneSet, released by partition.
-    CloneSet,
-    /// `apps/v1` StatefulSet, released by partition.
-    StatefulSet,
-}
-
-impl WorkloadKind {
-    /// The kind named by a workloadRef.
-    pub fn from_ref(api_version: &str, kind: &str) -> Option<Self> {
-        match (api_version, kind) {
-            ("apps/v1", "Deployment") => Some(WorkloadKind::Deployment),
-            ("apps.kruise.io/v1alpha1", "CloneSet") => Some(WorkloadKind::CloneSet),
-            ("apps/v1", "StatefulSet") => Some(WorkloadKind::StatefulSet),
-            _ => None,
-        }
-    }
-
-    /// The pod label telling revisions apart, which Services select on.
-    pub fn revision_label(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment | WorkloadKind::CloneSet => "pod-template-hash",
-            WorkloadKind::StatefulSet => "controller-revision-hash",
-        }
-    }
-}
-
-/// The released workload.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkloadView {
-    /// Its kind.
-    pub kind: WorkloadKind,
-    /// Its name.
-    pub name: String,
-    /// `metadata.generation`.
-    pub generation: i64,
-    /// Desired replicas.
-    pub replicas: u32,
-    /// The pod template as it is now.
-    pub template: Value,
-    /// Held: a paused Deployment, or a partition covering every pod.
-    pub held: bool,
-    /// Revision label value of the stable pods.
-    pub stable_revision: String,
-    /// The template of the stable pods.
-    pub stable_template: Option<Value>,
-    /// Revision label value of pods of the current template, when it is known
-    /// (partition workloads report it; for Deployments it is the canary's).
-    pub update_revision: Option<String>,
-    /// The workload's own rollout of its current template is complete.
-    pub rolled_out: bool,
-    /// Counts over all its pods.
-    pub counts: ReplicaCounts,
-    /// Counts over the pods of the current template (partition workloads).
-    pub updated: ReplicaCounts,
-    /// Current partition (partition workloads).
-    pub partition: Option<i64>,
-    /// The workload's metadata labels.
-    pub labels: BTreeMap<String, String>,
-    /// The workload's whole spec, to copy for a canary Deployment.
-    pub spec: Value,
-}
-
-impl WorkloadView {
-    /// Whether the current template differs from the stable pods' template: a release.
-    pub fn has_new_template(&self) -> bool {
-        match self.kind {
-            WorkloadKind::Deployment => self
-                .stable_template
-                .as_ref()
-                .is_some_and(|stable| !same_template(stable, &self.template)),
-            WorkloadKind::CloneSet | WorkloadKind::StatefulSet => self
-                .update_revision
-                .as_ref()
-                .is_some_and(|u| *u != self.stable_revision),
-        }
-    }
-
-    /// The hash Sluice records as `canaryRevision` for the current template.
-    pub fn template_hash(&self) -> String {
-        template_hash(&self.template)
-    }
-}
-
-/// The extra canary Deployment of a Deployment release.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CanaryView {
-    /// Its name.
-    pub name: String,
-    /// Its pod template.
-    pub template: Value,
-    /// Its pods.
-    pub counts: ReplicaCounts,
-    /// `pod-template-hash` of its pods, once its ReplicaSet exists.
-    pub pod_template_hash: Option<String>,
+/// The objects one reconcile read, as the API server answered them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// The Rollout.
+    pub rollout: Rollout,
+    /// Other Rollouts of its namespace naming the same workload (the
+    /// one-Rollout-per-workload rule).
+    #[serde(default)]
+    pub conflicting: Vec<Rollout>,
+    /// The workload, if it exists.
+    #[serde(default)]
+    pub workload: Option<Value>,
+    /// ReplicaSets of the workload and of its canary (canary-style workloads).
+    #[serde(default)]
+    pub replica_sets: Vec<Value>,
+    /// The Rollout's canary workloads.
+    #[serde(default)]
+    pub canaries: Vec<Value>,
+    /// Pods of the canary's revision.
+    #[serde(default)]
+    pub pods: Vec<Value>,
+    /// The stable Service and, when it exists, the canary Service.
+    #[serde(default)]
+    pub services: Vec<Value>,
+    /// The router's objects (Ingresses, an HTTPRoute).
+    #[serde(default)]
+    pub routes: Vec<Value>,
+    /// Now, Unix milliseconds.
+    #[serde(default)]
+    pub now: u64,
 }
 
 /// The traffic objects of a Rollout's traffic routing.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TrafficView {
-    /// The stable Service's selector (`None`: the Service does not exist).
-    pub stable_selector: Option<BTreeMap<String, String>>,
     /// The stable Service.
     pub stable_service: Option<Value>,
-    /// The canary Service's selector (`None`: it does not exist).
-    pub canary_selector: Option<BTreeMap<String, String>>,
-    /// The stable Ingress (NGINX routing).
-    pub ingress: Option<Value>,
-    /// The canary Ingress' annotations (`None`: it does not exist).
-    pub canary_ingress: Option<BTreeMap<String, String>>,
-    /// The HTTPRoute (Gateway API routing).
-    pub http_route: Option<Value>,
+    /// The canary Service.
+    pub canary_service: Option<Value>,
+    /// The router's objects.
+    pub routes: Vec<Value>,
 }
 
-/// Everything one reconcile of a Rollout sees.
+impl TrafficView {
+    /// The stable Service's selector (`None`: the Service does not exist).
+    pub fn stable_selector(&self) -> Option<BTreeMap<String, String>> {
+        self.stable_service.as_ref().map(selector)
+    }
+
+    /// The canary Service's selector (`None`: it does not exist).
+    pub fn canary_selector(&self) -> Option<BTreeMap<String, String>> {
+        self.canary_service.as_ref().map(selector)
+    }
+
+    /// The router's object of `kind` called `name`.
+    pub fn route(&self, kind: &str, name: &str) -> Option<&Value> {
+        self.routes.iter().find(|r| {
+            r.get("kind").and_then(Value::as_str) == Some(kind)
+                && r.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
+        })
+    }
+}
+
+fn selector(service: &Value) -> BTreeMap<String, String> {
+    service
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The strategy module a Rollout names, as observe resolved it.
+#[derive(Debug, Clone)]
+pub struct ModuleChoice {
+    /// The name as the Rollout wrote it (`builtin:steps` when it names none).
+    pub name: String,
+    /// Its configuration, from the Rollout's annotation.
+    pub config: String,
+    /// Resolved (bytes, limits, grants), or why it cannot be used; `None` when this
+    /// reconcile needs no module.
+    pub resolved: Option<Result<ResolvedModule, Refusal>>,
+}
+
+/// Everything one reconcile sees.
 #[derive(Debug, Clone)]
 pub struct Observed {
     /// The Rollout.
     pub rollout: Rollout,
-    /// Other Rollouts of its namespace (for the one-Rollout-per-workload rule).
+    /// Other Rollouts naming the same workload.
     pub others: Vec<Rollout>,
+    /// Its traffic routing, if it routes traffic.
+    pub routing: Option<Routing>,
     /// The released workload, if it exists.
     pub workload: Option<WorkloadView>,
-    /// The canary Deployment, if any.
+    /// The canary workload, if any.
     pub canary: Option<CanaryView>,
     /// The traffic objects.
     pub traffic: TrafficView,
+    /// The strategy module.
+    pub module: ModuleChoice,
     /// Now, Unix milliseconds.
     pub now: u64,
 }
 
-/// Two pod templates are the same release when they are equal but for the
-/// revision labels controllers add.
-pub fn same_template(a: &Value, b: &Value) -> bool {
-    without_revision_labels(a) == without_revision_labels(b)
-}
-
-fn without_revision_labels(t: &Value) -> Value {
-    let mut t = t.clone();
-    if let Some(labels) = t
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        labels.remove("pod-template-hash");
-        labels.remove("controller-revision-hash");
-        if labels.is_empty()
-            && let Some(meta) = t.get_mut("metadata").and_then(Value::as_object_mut)
-        {
-            meta.remove("labels");
+impl Snapshot {
+    /// A snapshot of `rollout` alone, at `now`.
+    pub fn of(rollout: Rollout, now: u64) -> Snapshot {
+        Snapshot {
+            rollout,
+            conflicting: Vec::new(),
+            workload: None,
+            replica_sets: Vec::new(),
+            canaries: Vec::new(),
+            pods: Vec::new(),
+            services: Vec::new(),
+            routes: Vec::new(),
+            now,
         }
     }
-    t
 }
 
-/// A short hash of a pod template, for `canaryRevision`.
-pub fn template_hash(template: &Value) -> String {
-    let digest = Sha256::digest(without_revision_labels(template).to_string().as_bytes());
-    hex::encode(&digest[..5])
+impl Observed {
+    /// The views of what `snapshot` holds. Pure.
+    pub fn from_snapshot(snapshot: &Snapshot) -> Observed {
+        let rollout = &snapshot.rollout;
+        let routing = Routing::of_rollout(rollout);
+        let (workload, canary) = rollout
+            .spec
+            .object_ref
+            .workload_ref
+            .as_ref()
+            .and_then(|r| workload::for_ref(&r.api_version, &r.kind))
+            .and_then(|kind| kind.view(snapshot))
+            .map_or((None, None), |(w, c)| (Some(w), c));
+        let traffic = match &routing {
+            Some(r) => TrafficView {
+                stable_service: service(snapshot, &r.service),
+                canary_service: (r.canary_service != r.service)
+                    .then(|| service(snapshot, &r.canary_service))
+                    .flatten(),
+                routes: snapshot.routes.clone(),
+            },
+            None => TrafficView::default(),
+        };
+        let annotations = rollout.metadata.annotations.clone().unwrap_or_default();
+        Observed {
+            rollout: rollout.clone(),
+            others: snapshot.conflicting.clone(),
+            routing,
+            workload,
+            canary,
+            traffic,
+            module: ModuleChoice {
+                name: annotations
+                    .get(super::MODULE_ANNOTATION)
+                    .cloned()
+                    .unwrap_or_else(|| super::DEFAULT_MODULE.to_owned()),
+                config: annotations
+                    .get(super::CONFIG_ANNOTATION)
+                    .cloned()
+                    .unwrap_or_default(),
+                resolved: None,
+            },
+            now: snapshot.now,
+        }
+    }
+
+    /// The Rollout's namespace.
+    pub fn namespace(&self) -> &str {
+        workload::namespace(&self.rollout)
+    }
+
+    /// The Rollout's name.
+    pub fn name(&self) -> &str {
+        self.rollout.metadata.name.as_deref().unwrap_or("")
+    }
+}
+
+fn service(snapshot: &Snapshot, name: &str) -> Option<Value> {
+    snapshot
+        .services
+        .iter()
+        .find(|s| s.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+        .cloned()
 }

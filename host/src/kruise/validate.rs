@@ -19,14 +19,12 @@ pub fn validate(rollout: &Rollout, others: &[&Rollout]) -> Vec<String> {
     match &spec.object_ref.workload_ref {
         None => errors.push("spec.objectRef.workloadRef: is required; name the Deployment, CloneSet or StatefulSet to release".into()),
         Some(w) => {
-            let supported = matches!(
-                (w.api_version.as_str(), w.kind.as_str()),
-                ("apps/v1", "Deployment") | ("apps/v1", "StatefulSet") | ("apps.kruise.io/v1alpha1", "CloneSet")
-            );
-            if !supported {
+            if crate::workload::for_ref(&w.api_version, &w.kind).is_none() {
                 errors.push(format!(
-                    "spec.objectRef.workloadRef: {} {} is not supported; use apps/v1 Deployment, apps/v1 StatefulSet or apps.kruise.io/v1alpha1 CloneSet",
-                    w.api_version, w.kind
+                    "spec.objectRef.workloadRef: {} {} is not supported; use one of {}",
+                    w.api_version,
+                    w.kind,
+                    crate::workload::supported()
                 ));
             }
             if w.name.is_empty() {

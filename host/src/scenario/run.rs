@@ -290,29 +290,32 @@ fn observe(
     }
 }
 
-/// Whether what the host saw already matches the decided target.
+/// Whether what the host saw already matches the decided target: the controller's
+/// own check, so a scenario replays the host the controller is.
 fn convergence(
     input: &Observation,
     decision: &Decision,
     traffic_routing: bool,
     failure_threshold: Option<crate::strategy::model::Replicas>,
 ) -> Convergence {
-    let pods_ready = stepper::batch_ready(
-        decision.target.replicas,
-        input.workload.desired,
-        input.canary,
-        failure_threshold,
-    ) && input.canary.desired
-        == decision.target.replicas.resolve(input.workload.desired);
     let wanted = if traffic_routing {
         decision.target.traffic.clone()
     } else {
         Traffic::default()
     };
-    Convergence {
-        pods_ready,
-        traffic_ready: input.traffic == wanted,
-    }
+    let total = input.workload.desired;
+    crate::controller::plan::convergence(
+        &crate::controller::plan::Sighting {
+            target_pods: decision.target.replicas.resolve(total).min(total),
+            canary: input.canary,
+            total,
+            failure_threshold,
+            route_matches: input.traffic == wanted,
+            traffic_since: input.last_update_time,
+            grace_ms: 0,
+        },
+        input.now,
+    )
 }
 
 fn check(

@@ -77,6 +77,14 @@ impl Strategy for Hostile {
                     .count();
                 decision.message = format!("{answered} of 100 queries answered");
             }
+            // Pauses for a second at a time, its memo counting its decisions: a
+            // message and a memo that change at every decision.
+            "countdown" => {
+                let n = input.memo.parse::<u64>().unwrap_or(0) + 1;
+                decision.action = Action::Pause(Some(1));
+                decision.memo = n.to_string();
+                decision.message = format!("decision {n}");
+            }
             "metrics" => {
                 let value = metrics::query("prometheus", "up").unwrap_or(-1.0);
                 decision.message = format!("metric {value}");

@@ -1,0 +1,616 @@
+//! The pure middle of a reconcile: from what was observed and the strategy's
+//! decision, the writes to make (in order), the status to write, the events to
+//! publish and when to look again. No I/O; table-tested over fixture files.
+
+mod rolling;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use super::finalise::{self, Ending};
+use super::observed::Observed;
+use super::status::{self, condition, message, phase, reason};
+use super::write::{Target, Write};
+use crate::kruise::v1alpha1::{CanaryStatus, RolloutStatus};
+use crate::kruise::validate;
+use crate::strategy::model::{Decision, StepState};
+use crate::traffic::services;
+use crate::workload::{WorkloadView, same_template};
+
+pub use rolling::{Sighting, convergence, strategy_input};
+
+/// The finalizer a governed Rollout carries.
+pub const FINALIZER: &str = "rollouts.kruise.io/rollout";
+
+/// A Kubernetes Event to publish about the Rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// A warning rather than a normal event.
+    pub warning: bool,
+    /// One word.
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+}
+
+impl Note {
+    fn normal(reason: &str, message: impl Into<String>) -> Note {
+        Note {
+            warning: false,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    fn warning(reason: &str, message: impl Into<String>) -> Note {
+        Note {
+            warning: true,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What a reconcile does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Writes, in the order they must be made.
+    pub writes: Vec<Write>,
+    /// The status to write.
+    pub status: RolloutStatus,
+    /// Events to publish.
+    pub notes: Vec<Note>,
+    /// When to look again without a watch event.
+    pub requeue: Option<Duration>,
+}
+
+/// The strategy's answer, as the plan takes it.
+#[derive(Debug, Clone)]
+pub enum Decided {
+    /// A checked decision of the module with this digest.
+    Decision {
+        /// The decision.
+        decision: Decision,
+        /// `builtin:steps`, …
+        module: String,
+        /// sha256 of the module.
+        digest: String,
+    },
+    /// The module cannot be asked yet (it is compiling, or its namespace's share of
+    /// the sandbox is busy): nothing changes, the rollout is looked at again soon.
+    Deferred {
+        /// `builtin:steps`, …
+        module: String,
+        /// Why.
+        why: String,
+    },
+    /// The module failed, or cannot be used: the rollout pauses.
+    Failed {
+        /// `builtin:steps`, …
+        module: String,
+        /// A short label (`DeadlineExceeded`, …).
+        reason: String,
+        /// The error.
+        message: String,
+    },
+}
+
+/// Where a Rollout is, as far as a reconcile is concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stage {
+    /// Being deleted.
+    Deleting,
+    /// The spec breaks a rule; nothing is changed.
+    Invalid(Vec<String>),
+    /// `spec.disabled`.
+    Disabled,
+    /// The workload does not exist.
+    NoWorkload,
+    /// Not releasing.
+    Idle,
+    /// A new template appeared: a release begins.
+    Start,
+    /// The template went back to the stable one.
+    Rollback,
+    /// Yet another template appeared mid-release.
+    Continuous,
+    /// Cleaning up after a release.
+    Finalising(Ending),
+    /// Aborted by the strategy, held at the stable version.
+    Aborted,
+    /// Steps run: the strategy decides.
+    Rolling,
+}
+
+impl Stage {
+    /// Whether this stage asks the strategy module for a decision.
+    pub fn decides(&self) -> bool {
+        *self == Stage::Rolling
+    }
+}
+
+fn status_of(o: &Observed) -> RolloutStatus {
+    o.rollout.status.clone().unwrap_or_default()
+}
+
+fn progressing_reason(o: &Observed) -> Option<String> {
+    let s = status_of(o);
+    if s.phase.as_deref() != Some(phase::PROGRESSING)
+        && s.phase.as_deref() != Some(phase::DISABLING)
+    {
+        return None;
+    }
+    status::condition_reason(&s, condition::PROGRESSING).map(str::to_owned)
+}
+
+/// Where the Rollout is.
+pub fn stage(o: &Observed) -> Stage {
+    if o.rollout.metadata.deletion_timestamp.is_some() {
+        return Stage::Deleting;
+    }
+    let others: Vec<_> = o.others.iter().collect();
+    let errors = validate::validate(&o.rollout, &others);
+    let reason = progressing_reason(o);
+    let progressing = reason.is_some();
+    // While a release runs, the workload and the traffic routing may not change.
+    let fingerprint_changed = progressing
+        && status_of(o)
+            .canary_status
+            .as_ref()
+            .and_then(|c| c.rollout_hash.as_deref())
+            .is_some_and(|h| h != validate::fingerprint(&o.rollout.spec));
+    if !errors.is_empty() || fingerprint_changed {
+        let mut errors = errors;
+        if fingerprint_changed {
+            errors.push("spec.objectRef, spec.strategy.canary.trafficRoutings: cannot change while the rollout is progressing; revert the change or finish the release first".into());
+        }
+        return Stage::Invalid(errors);
+    }
+    if o.rollout.spec.disabled {
+        return Stage::Disabled;
+    }
+    let Some(w) = &o.workload else {
+        return Stage::NoWorkload;
+    };
+    match reason.as_deref() {
+        None => {
+            if w.has_new_template() && w.replicas > 0 {
+                Stage::Start
+            } else {
+                Stage::Idle
+            }
+        }
+        Some(reason::FINALISING) => Stage::Finalising(Ending::Success),
+        Some(reason::CANCELLING) => Stage::Finalising(if aborted_marker(o) {
+            Ending::Abort
+        } else {
+            Ending::Cancel
+        }),
+        Some(r) => {
+            if !w.has_new_template() {
+                Stage::Rollback
+            } else if template_moved_on(o, w) {
+                Stage::Continuous
+            } else if r == reason::ABORTED {
+                Stage::Aborted
+            } else {
+                Stage::Rolling
+            }
+        }
+    }
+}
+
+fn aborted_marker(o: &Observed) -> bool {
+    status_of(o)
+        .strategy
+        .as_ref()
+        .is_some_and(|s| s.last_action == "abort")
+}
+
+/// The template differs from the one this release started with.
+fn template_moved_on(o: &Observed, w: &WorkloadView) -> bool {
+    let recorded = status_of(o)
+        .canary_status
+        .map(|c| c.canary_revision)
+        .unwrap_or_default();
+    !recorded.is_empty() && recorded != w.template_hash()
+        || o.canary
+            .as_ref()
+            .is_some_and(|c| !same_template(&c.template, &w.template))
+}
+
+/// The Rollout's canary steps as written; none without a canary strategy.
+fn written_steps(o: &Observed) -> &[crate::kruise::v1alpha1::CanaryStep] {
+    o.rollout
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .map_or(&[], |c| c.steps.as_slice())
+}
+
+fn rollout_target(o: &Observed) -> Target {
+    Target::new(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        o.namespace(),
+        o.name(),
+    )
+}
+
+/// The write adding (or removing) the Rollout's finalizer, made against the
+/// version read, so that it never undoes a concurrent change.
+fn finalizer(o: &Observed, add: bool) -> Write {
+    let mut finalizers: Vec<String> = o.rollout.metadata.finalizers.clone().unwrap_or_default();
+    finalizers.retain(|f| f != FINALIZER);
+    if add {
+        finalizers.push(FINALIZER.into());
+    }
+    Write::Patch {
+        target: rollout_target(o),
+        patch: serde_json::json!({"metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": o.rollout.metadata.resource_version,
+        }}),
+        // Gone already: nothing holds it.
+        missing_ok: !add,
+    }
+}
+
+/// The plan for this reconcile.
+pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
+    let mut p = Plan {
+        writes: Vec::new(),
+        status: status_of(o),
+        notes: Vec::new(),
+        requeue: None,
+    };
+    p.status.observed_generation = o.rollout.metadata.generation;
+    let governed = o
+        .rollout
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == FINALIZER));
+    match stage {
+        Stage::Deleting => deleting(o, &mut p, governed),
+        Stage::Invalid(errors) => invalid(o, &mut p, &errors),
+        Stage::Disabled => disabled(o, &mut p),
+        stage => {
+            status::clear_condition(&mut p.status, condition::VALID);
+            if !governed {
+                p.writes.push(finalizer(o, true));
+            }
+            match stage {
+                Stage::NoWorkload => {
+                    p.status.phase = Some(phase::INITIAL.into());
+                    p.status.message = Some(message::WORKLOAD_NOT_FOUND.into());
+                }
+                Stage::Idle => idle(o, &mut p),
+                Stage::Start => start(o, &mut p),
+                Stage::Rollback => {
+                    begin_ending(o, &mut p, Ending::Cancel);
+                    finalise(o, &mut p, Ending::Cancel);
+                }
+                Stage::Continuous => continuous(o, &mut p),
+                Stage::Finalising(ending) => finalise(o, &mut p, ending),
+                Stage::Aborted => {
+                    if let Some(w) = &o.workload {
+                        p.writes.extend(w.kind.hold(o, w));
+                    }
+                }
+                Stage::Rolling => rolling::rolling(o, &mut p, decided),
+                Stage::Deleting | Stage::Invalid(_) | Stage::Disabled => {
+                    unreachable!("handled above")
+                }
+            }
+        }
+    }
+    p
+}
+
+fn invalid(o: &Observed, p: &mut Plan, errors: &[String]) {
+    let msg = errors.join("; ");
+    let already = p
+        .status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == condition::VALID && c.message == msg);
+    status::set_condition(
+        &mut p.status,
+        condition::VALID,
+        false,
+        "InvalidSpec",
+        &msg,
+        o.now,
+    );
+    if !already {
+        p.notes.push(Note::warning("InvalidSpec", &msg));
+    }
+    if p.status.phase.is_none() {
+        p.status.phase = Some(phase::INITIAL.into());
+    }
+}
+
+fn deleting(o: &Observed, p: &mut Plan, governed: bool) {
+    if !governed {
+        return;
+    }
+    p.status.phase = Some(phase::TERMINATING.into());
+    status::set_condition(
+        &mut p.status,
+        condition::TERMINATING,
+        true,
+        reason::IN_TERMINATING,
+        "Rollout is in terminating",
+        o.now,
+    );
+    if o.workload.is_none() {
+        p.writes.push(finalizer(o, false));
+        return;
+    }
+    if finalise::run(o, p, Ending::Delete) {
+        status::set_condition(
+            &mut p.status,
+            condition::TERMINATING,
+            false,
+            reason::COMPLETED,
+            "Rollout is terminated",
+            o.now,
+        );
+        p.writes.push(finalizer(o, false));
+        p.notes.push(Note::normal(
+            "Terminated",
+            "workload released; the rollout is removed",
+        ));
+    }
+}
+
+fn disabled(o: &Observed, p: &mut Plan) {
+    let was_progressing = progressing_reason(o).is_some();
+    if was_progressing && o.workload.is_some() {
+        p.status.phase = Some(phase::DISABLING.into());
+        p.status.message = Some(message::DISABLING.into());
+        if !finalise::run(o, p, Ending::Disable) {
+            return;
+        }
+    }
+    if p.status.phase.as_deref() != Some(phase::DISABLED) {
+        p.notes.push(Note::normal("Disabled", message::DISABLED));
+    }
+    p.status.phase = Some(phase::DISABLED.into());
+    p.status.message = Some(message::DISABLED.into());
+    status::clear_condition(&mut p.status, condition::PROGRESSING);
+    p.status.canary_status = None;
+    if let Some(w) = &o.workload {
+        p.writes.extend(w.kind.release(o, w));
+    }
+    if o.rollout
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+    {
+        p.writes.push(finalizer(o, false));
+    }
+}
+
+fn idle(o: &Observed, p: &mut Plan) {
+    let Some(w) = &o.workload else { return };
+    let phase_now = p.status.phase.clone();
+    match phase_now.as_deref() {
+        None | Some(phase::INITIAL) | Some(phase::DISABLED) => {
+            p.status.phase = Some(phase::HEALTHY.into());
+            p.status.message = Some(message::HEALTHY.into());
+            p.notes.push(Note::normal("Healthy", message::HEALTHY));
+            p.requeue = Some(Duration::from_secs(1));
+            return;
+        }
+        _ => {}
+    }
+    p.status.phase = Some(phase::HEALTHY.into());
+    if p.status.canary_status.is_none() {
+        let steps = written_steps(o).len();
+        p.status.canary_status = Some(CanaryStatus {
+            observed_workload_generation: w.generation,
+            stable_revision: w.stable_revision.clone(),
+            canary_revision: w.template_hash(),
+            current_step_index: i32::try_from(steps).unwrap_or(i32::MAX),
+            current_step_state: StepState::Completed.as_str().into(),
+            next_step_index: -1,
+            last_update_time: Some(status::time(o.now)),
+            ..CanaryStatus::default()
+        });
+        p.status.message = Some(message::DEPLOYMENT_COMPLETED.into());
+    } else if let Some(c) = p.status.canary_status.as_mut() {
+        c.observed_workload_generation = w.generation;
+        c.stable_revision = w.stable_revision.clone();
+    }
+    // Hold the workload once its own rollout is done, so that the next template
+    // change waits for a release instead of rolling out on its own.
+    if w.rolled_out {
+        p.writes.extend(w.kind.hold(o, w));
+    } else {
+        p.requeue = Some(Duration::from_secs(2));
+    }
+}
+
+fn start(o: &Observed, p: &mut Plan) {
+    let Some(w) = &o.workload else { return };
+    p.status.phase = Some(phase::PROGRESSING.into());
+    p.status.message = Some(message::PROGRESSING.into());
+    status::set_condition(
+        &mut p.status,
+        condition::PROGRESSING,
+        true,
+        reason::INITIALIZING,
+        message::PROGRESSING,
+        o.now,
+    );
+    status::clear_condition(&mut p.status, condition::SUCCEEDED);
+    p.status.canary_status = Some(fresh_canary_status(o, w));
+    if let Some(s) = p.status.strategy.as_mut() {
+        s.memo.clear();
+        s.last_action.clear();
+    }
+    p.writes.extend(w.kind.hold(o, w));
+    p.notes.push(Note::normal(
+        "Progressing",
+        format!("new release of {} {} detected", w.kind.kind(), w.name),
+    ));
+    p.requeue = Some(Duration::from_millis(200));
+}
+
+fn fresh_canary_status(o: &Observed, w: &WorkloadView) -> CanaryStatus {
+    CanaryStatus {
+        observed_workload_generation: w.generation,
+        observed_rollout_id: o.rollout.spec.rollout_id.clone(),
+        rollout_hash: Some(validate::fingerprint(&o.rollout.spec)),
+        stable_revision: w.stable_revision.clone(),
+        canary_revision: w.template_hash(),
+        current_step_index: 0,
+        current_step_state: StepState::BeforeStepUpgrade.as_str().into(),
+        next_step_index: 1,
+        last_update_time: Some(status::time(o.now)),
+        ..CanaryStatus::default()
+    }
+}
+
+fn continuous(o: &Observed, p: &mut Plan) {
+    let Some(w) = &o.workload else { return };
+    // Reset: restore traffic, drop the old canary; the new version starts at step 1.
+    if let Some(r) = &o.routing {
+        p.writes.extend(r.router.remove(o, r));
+        p.writes.extend(services::delete_canary(o, r));
+    }
+    p.writes.extend(w.kind.reset(o, w));
+    p.status.message = Some(message::CONTINUOUS.into());
+    status::set_condition(
+        &mut p.status,
+        condition::PROGRESSING,
+        true,
+        reason::INITIALIZING,
+        message::CONTINUOUS,
+        o.now,
+    );
+    p.status.canary_status = Some(fresh_canary_status(o, w));
+    if let Some(s) = p.status.strategy.as_mut() {
+        s.memo.clear();
+        s.last_action.clear();
+    }
+    p.notes
+        .push(Note::normal("Progressing", message::CONTINUOUS));
+    p.requeue = Some(Duration::from_millis(500));
+}
+
+fn begin_ending(o: &Observed, p: &mut Plan, ending: Ending) {
+    let (r, msg) = match ending {
+        Ending::Success => (reason::FINALISING, message::FINALISING.to_owned()),
+        Ending::Cancel => (reason::CANCELLING, message::CANCELLING.to_owned()),
+        Ending::Abort => (
+            reason::CANCELLING,
+            "The strategy aborted the release and the rollout process will be canceled".to_owned(),
+        ),
+        Ending::Delete | Ending::Disable => return,
+    };
+    if status::condition_reason(&p.status, condition::PROGRESSING) != Some(r) {
+        p.notes.push(Note::normal("Progressing", &msg));
+        if let Some(c) = p.status.canary_status.as_mut() {
+            c.finalising_step = None;
+            c.last_update_time = Some(status::time(o.now));
+        }
+    }
+    status::set_condition(&mut p.status, condition::PROGRESSING, true, r, &msg, o.now);
+    p.status.message = Some(msg);
+}
+
+fn finalise(o: &Observed, p: &mut Plan, ending: Ending) {
+    if !finalise::run(o, p, ending) {
+        return;
+    }
+    let (succeeded, msg, r) = match ending {
+        Ending::Success => (true, message::COMPLETED, reason::COMPLETED),
+        Ending::Cancel => (false, message::CANCELED, reason::COMPLETED),
+        Ending::Abort => (
+            false,
+            "The strategy aborted the release; the workload is held at the stable version: revert its template or release a new one",
+            reason::ABORTED,
+        ),
+        Ending::Delete | Ending::Disable => return,
+    };
+    status::set_condition(&mut p.status, condition::PROGRESSING, false, r, msg, o.now);
+    status::set_condition(
+        &mut p.status,
+        condition::SUCCEEDED,
+        succeeded,
+        "",
+        "",
+        o.now,
+    );
+    p.status.message = Some(msg.into());
+    if ending == Ending::Abort {
+        // Held at the stable version until the template is reverted or replaced.
+        p.status.phase = Some(phase::PROGRESSING.into());
+        p.notes.push(Note::warning("Aborted", msg));
+    } else {
+        p.status.phase = Some(phase::HEALTHY.into());
+        p.notes.push(Note::normal(
+            if succeeded { "Succeeded" } else { "Canceled" },
+            msg,
+        ));
+    }
+    if let (Some(c), Some(w)) = (p.status.canary_status.as_mut(), &o.workload) {
+        c.current_step_state = StepState::Completed.as_str().into();
+        c.finalising_step = None;
+        c.observed_workload_generation = w.generation;
+        c.canary_replicas = 0;
+        c.canary_ready_replicas = 0;
+        if succeeded {
+            c.stable_revision = w.kind.promoted_revision(w, &c.pod_template_hash);
+        }
+    }
+}
+
+/// Records the check of a module's configuration made while no release runs: a
+/// Rollout naming a module learns at once that its configuration is wrong.
+pub fn config_checked(p: &mut Plan, check: &Result<String, crate::modules::Refusal>, now: u64) {
+    match check {
+        Ok(module) => {
+            let failed = p
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == condition::STRATEGY_READY && c.status == "False");
+            if failed {
+                status::set_condition(
+                    &mut p.status,
+                    condition::STRATEGY_READY,
+                    true,
+                    "ConfigAccepted",
+                    &format!("{module} accepts its configuration"),
+                    now,
+                );
+            }
+        }
+        Err(refusal) => {
+            let already = p
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == condition::STRATEGY_READY && c.message == refusal.message);
+            status::set_condition(
+                &mut p.status,
+                condition::STRATEGY_READY,
+                false,
+                &refusal.reason,
+                &refusal.message,
+                now,
+            );
+            if !already {
+                p.notes
+                    .push(Note::warning("StrategyFailed", &refusal.message));
+            }
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! A release's steps: the strategy's input, what the host saw of its last target,
+//! and the writes that bring pods, then traffic, to the decided target.
+
+use std::time::Duration;
+
+use super::{Decided, Ending, Note, Plan, begin_ending, finalise, fresh_canary_status, status_of};
+use crate::controller::observed::Observed;
+use crate::controller::status::{self, condition, phase, reason};
+use crate::kruise::v1alpha1::{RolloutStatus, StrategyStatus};
+use crate::rollout::spec;
+use crate::rollout::stepper::{self, Convergence, StepProgress};
+use crate::strategy::model::{Action, Decision, Observation, Replicas, StepState, Traffic};
+use crate::traffic::services;
+use crate::workload::WorkloadView;
+
+/// The step progress the status records, after the step jump a person may have asked
+/// for by patching `nextStepIndex`.
+fn progress(o: &Observed, w: &WorkloadView, s: &RolloutStatus) -> StepProgress {
+    let recorded = status::progress_of(s);
+    match (
+        s.canary_status.as_ref(),
+        spec::steps(super::written_steps(o)).ok(),
+    ) {
+        (Some(c), Some(steps)) => stepper::jump(
+            recorded,
+            c.next_step_index,
+            &steps,
+            w.replicas,
+            w.kind.canary_counts(o, w).updated,
+            o.now,
+        ),
+        _ => recorded,
+    }
+}
+
+fn failure_threshold(o: &Observed) -> Option<Replicas> {
+    o.rollout
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.failure_threshold.as_ref())
+        .and_then(|t| spec::replicas(t).ok())
+}
+
+/// The strategy's input, when the stage needs a decision.
+pub fn strategy_input(o: &Observed, stage: &super::Stage) -> Option<Observation> {
+    if !stage.decides() {
+        return None;
+    }
+    let w = o.workload.as_ref()?;
+    let canary_spec = o.rollout.spec.strategy.canary.as_ref()?;
+    let steps = spec::steps(&canary_spec.steps).ok()?;
+    let s = status_of(o);
+    let progress = progress(o, w, &s);
+    Some(Observation {
+        rollout: format!("{}/{}", o.namespace(), o.name()),
+        steps,
+        current_step: progress.step,
+        step_state: progress.state,
+        last_update_time: progress.last_update_time,
+        approved: progress.state == StepState::StepReady,
+        paused: o.rollout.spec.strategy.paused,
+        traffic_routing: o.routing.is_some(),
+        failure_threshold: failure_threshold(o),
+        stable_revision: w.stable_revision.clone(),
+        canary_revision: w.template_hash(),
+        workload: w.counts,
+        canary: w.kind.canary_counts(o, w),
+        traffic: Traffic {
+            weight: o
+                .routing
+                .as_ref()
+                .and_then(|r| r.router.applied_weight(&o.traffic, r)),
+            matches: Vec::new(),
+        },
+        now: o.now,
+        config: o.module.config.clone(),
+        memo: s.strategy.map(|st| st.memo).unwrap_or_default(),
+    })
+}
+
+/// What the host saw of a decision's target.
+#[derive(Debug, Clone, Copy)]
+pub struct Sighting {
+    /// The canary pods the decision asks for.
+    pub target_pods: u32,
+    /// The canary's pods as they are.
+    pub canary: crate::strategy::model::ReplicaCounts,
+    /// The workload's replicas.
+    pub total: u32,
+    /// Failed canary pods tolerated.
+    pub failure_threshold: Option<Replicas>,
+    /// The route applied is the one decided.
+    pub route_matches: bool,
+    /// When traffic last changed, Unix milliseconds.
+    pub traffic_since: u64,
+    /// The grace period after a traffic change, milliseconds.
+    pub grace_ms: u64,
+}
+
+/// Whether the target is reached: the canary's pods up by Kruise's batch rule, and
+/// its traffic applied with the grace period passed at `now`. The one check the
+/// controller and `sluice strategy test` both make.
+pub fn convergence(seen: &Sighting, now: u64) -> Convergence {
+    Convergence {
+        pods_ready: seen.canary.desired == seen.target_pods
+            && stepper::batch_ready(
+                Replicas::Count(seen.target_pods),
+                seen.total,
+                seen.canary,
+                seen.failure_threshold,
+            ),
+        traffic_ready: seen.route_matches && now >= seen.traffic_since + seen.grace_ms,
+    }
+}
+
+pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
+    let Some(w) = &o.workload else { return };
+    let Some(decided) = decided else {
+        p.requeue = Some(Duration::from_secs(1));
+        return;
+    };
+    let (decision, module, digest) = match decided {
+        Decided::Deferred { module, why } => {
+            tracing::debug!(module, why, "no decision yet");
+            p.writes.extend(w.kind.on_wait(o, w));
+            p.requeue = Some(Duration::from_secs(1));
+            return;
+        }
+        Decided::Failed {
+            module,
+            reason,
+            message,
+        } => {
+            failed(o, p, w, module, reason, message);
+            return;
+        }
+        Decided::Decision {
+            decision,
+            module,
+            digest,
+        } => (decision, module, digest),
+    };
+    status::set_condition(
+        &mut p.status,
+        condition::STRATEGY_READY,
+        true,
+        "Decided",
+        &format!("{module} ({digest}) decided"),
+        o.now,
+    );
+    let previous_action = p
+        .status
+        .strategy
+        .as_ref()
+        .map(|s| s.last_action.clone())
+        .unwrap_or_default();
+    p.status.strategy = Some(StrategyStatus {
+        module: module.clone(),
+        digest: digest.clone(),
+        memo: decision.memo.clone(),
+        last_action: decision.action.name().to_owned(),
+    });
+
+    let steps_total = super::written_steps(o).len();
+    let progress = progress(o, w, &p.status);
+    let recorded = status::progress_of(&p.status);
+    if progress.step != recorded.step {
+        p.notes.push(Note::normal(
+            "StepJumped",
+            format!(
+                "nextStepIndex was set to {}: from step {} to step {} of {steps_total}",
+                progress.step, recorded.step, progress.step
+            ),
+        ));
+    }
+    match &decision.action {
+        Action::Complete => {
+            p.notes.push(Note::normal(
+                "Progressing",
+                format!("all {steps_total} steps done ({module})"),
+            ));
+            if let Some(c) = p.status.canary_status.as_mut() {
+                c.current_step_state = StepState::Completed.as_str().into();
+                c.next_step_index = -1;
+            }
+            begin_ending(o, p, Ending::Success);
+            finalise(o, p, Ending::Success);
+            return;
+        }
+        Action::Abort { reason: why } => {
+            p.notes
+                .push(Note::warning("Aborted", format!("{module}: {why}")));
+            begin_ending(o, p, Ending::Abort);
+            p.status.message = Some(format!("The strategy aborted the release: {why}"));
+            finalise(o, p, Ending::Abort);
+            return;
+        }
+        _ => {}
+    }
+
+    let total = w.replicas;
+    let pods = decision.target.replicas.resolve(total).min(total);
+    let routing = o.routing.as_ref();
+    let canary = w.kind.canary_counts(o, w);
+    let wanted = &decision.target.traffic;
+    let wants_traffic =
+        routing.is_some() && (wanted.weight.is_some() || !wanted.matches.is_empty());
+    let route_matches = match routing {
+        Some(r) if wants_traffic => r.router.is(&o.traffic, r, wanted),
+        Some(r) => !r.router.present(&o.traffic, r),
+        None => true,
+    };
+    let grace = routing.map_or(0, |r| r.grace_ms());
+    let seen = convergence(
+        &Sighting {
+            target_pods: pods,
+            canary,
+            total,
+            failure_threshold: failure_threshold(o),
+            route_matches,
+            traffic_since: progress.last_update_time,
+            grace_ms: grace,
+        },
+        o.now,
+    );
+    let mut next = stepper::next(progress, decision, seen, o.now);
+
+    // Pods first.
+    p.writes.extend(w.kind.scale_canary(o, w, pods));
+    if let Some(r) = routing {
+        let canary_revision = w.kind.canary_revision(o, w);
+        // The stable Service keeps to the stable pods from the first step on, so canary
+        // pods get no traffic but what the canary route gives them.
+        p.writes.extend(services::pin_stable(o, r, w));
+        let routing_now = matches!(
+            next.state,
+            StepState::StepTrafficRouting
+                | StepState::StepMetricsAnalysis
+                | StepState::StepPaused
+                | StepState::StepReady
+        );
+        if routing_now && wants_traffic {
+            if let Some(revision) = &canary_revision {
+                p.writes.extend(services::ensure_canary(o, r, w, revision));
+                if !route_matches {
+                    p.writes.extend(r.router.route(o, r, wanted));
+                    next.last_update_time = o.now;
+                }
+            }
+        } else if !wants_traffic && r.router.present(&o.traffic, r) {
+            // A step without traffic: take the previous step's canary route down first.
+            p.writes.extend(r.router.remove(o, r));
+            next.last_update_time = o.now;
+        }
+        if next.state == StepState::StepTrafficRouting {
+            p.requeue = Some(Duration::from_millis(grace.max(500)));
+        }
+    }
+    record(
+        o, p, w, decision, module, digest, progress, recorded, next, pods, canary,
+    );
+
+    let recheck = match decision.action {
+        Action::Hold { recheck_seconds } => Duration::from_secs(u64::from(recheck_seconds.max(1))),
+        Action::Pause {
+            recheck_seconds: Some(s),
+        } => Duration::from_secs(u64::from(s.max(1))),
+        Action::Pause {
+            recheck_seconds: None,
+        } => Duration::from_secs(300),
+        _ => Duration::from_secs(1),
+    };
+    let converging = next != progress;
+    p.requeue = Some(match (p.requeue, converging) {
+        (Some(r), _) => r.min(recheck),
+        (None, true) => Duration::from_millis(200),
+        (None, false) => recheck,
+    });
+    if decision.action.name() != previous_action && matches!(decision.action, Action::Pause { .. })
+    {
+        p.notes
+            .push(Note::normal("Paused", decision.message.clone()));
+    }
+}
+
+/// The strategy failed: the Rollout waits, with a condition and (once) an event.
+fn failed(o: &Observed, p: &mut Plan, w: &WorkloadView, module: &str, reason: &str, message: &str) {
+    let msg = format!(
+        "strategy module {module} failed ({reason}): {message}; the rollout waits until it decides again"
+    );
+    let already =
+        p.status.conditions.iter().any(|c| {
+            c.type_ == condition::STRATEGY_READY && c.status == "False" && c.reason == reason
+        });
+    status::set_condition(
+        &mut p.status,
+        condition::STRATEGY_READY,
+        false,
+        reason,
+        &msg,
+        o.now,
+    );
+    if !already {
+        p.notes.push(Note::warning("StrategyFailed", &msg));
+    }
+    p.status.message = Some(msg);
+    p.writes.extend(w.kind.on_wait(o, w));
+    p.requeue = Some(Duration::from_secs(30));
+}
+
+/// The status after a decision: the Progressing condition, the step, the canary.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    o: &Observed,
+    p: &mut Plan,
+    w: &WorkloadView,
+    decision: &Decision,
+    module: &str,
+    digest: &str,
+    progress: StepProgress,
+    recorded: StepProgress,
+    next: StepProgress,
+    pods: u32,
+    canary: crate::strategy::model::ReplicaCounts,
+) {
+    let steps_total = super::written_steps(o).len();
+    let reason_now = if o.rollout.spec.strategy.paused {
+        reason::PAUSED
+    } else {
+        reason::IN_ROLLING
+    };
+    status::set_condition(
+        &mut p.status,
+        condition::PROGRESSING,
+        true,
+        reason_now,
+        &decision.message,
+        o.now,
+    );
+    p.status.phase = Some(phase::PROGRESSING.into());
+    p.status.message = Some(decision.message.clone());
+    let mut c = p
+        .status
+        .canary_status
+        .clone()
+        .unwrap_or_else(|| fresh_canary_status(o, w));
+    let by = format!("{module} {}", &digest[..digest.len().min(12)]);
+    if next.step != progress.step {
+        p.notes.push(Note::normal(
+            "Progressing",
+            format!(
+                "step {} of {steps_total}: {} canary pods, traffic {} (decided by {by})",
+                next.step,
+                pods,
+                describe_traffic(&decision.target.traffic)
+            ),
+        ));
+    } else if next.state != progress.state {
+        p.notes.push(Note::normal(
+            "Progressing",
+            format!("step {} {} (decided by {by})", next.step, next.state),
+        ));
+    }
+    c.current_step_index = i32::try_from(next.step).unwrap_or(i32::MAX);
+    c.current_step_state = next.state.as_str().into();
+    // A nextStepIndex a person wrote stays until the step moves: it is their jump.
+    let asked = c.next_step_index;
+    let asked_is_a_step = asked >= 1 && asked as usize <= steps_total;
+    c.next_step_index = if next.step == recorded.step && asked_is_a_step {
+        asked
+    } else {
+        stepper::next_step_index(next.step, steps_total)
+    };
+    c.last_update_time = Some(status::time(next.last_update_time.max(1)));
+    c.canary_replicas = i32::try_from(pods).unwrap_or(i32::MAX);
+    c.canary_ready_replicas = i32::try_from(canary.ready).unwrap_or(i32::MAX);
+    c.observed_workload_generation = w.generation;
+    c.canary_revision = w.template_hash();
+    if let Some(hash) = w.kind.canary_revision(o, w) {
+        c.pod_template_hash = hash;
+    }
+    p.status.canary_status = Some(c);
+}
+
+fn describe_traffic(t: &Traffic) -> String {
+    match (t.weight, t.matches.is_empty()) {
+        (Some(w), true) => w.to_string(),
+        (Some(w), false) => format!("{w} and {} request routes", t.matches.len()),
+        (None, false) => format!("{} request routes", t.matches.len()),
+        (None, true) => "none".into(),
+    }
+}

@@ -1,0 +1,458 @@
+//! `apps/v1` Deployment, released canary-style: the stable Deployment is paused
+//! while an extra canary Deployment with the new template runs the step's pods.
+
+use futures::future::BoxFuture;
+use kube::api::{Api, ListParams};
+use kube::core::DynamicObject;
+use serde_json::{Value, json};
+
+use super::{
+    CanaryView, StepOutcome, Style, Workload, WorkloadView, controller_uid, count, failed_pods,
+    namespace, owner, pods_with, same_template,
+};
+use crate::controller::finalise::{Ending, FinalisingStep};
+use crate::controller::observed::{Observed, Snapshot};
+use crate::controller::write::{Target, Write};
+use crate::kruise::v1alpha1::Rollout;
+use crate::strategy::model::ReplicaCounts;
+
+/// The label on a canary Deployment naming the Deployment it is the canary of.
+pub const CANARY_LABEL: &str = "rollouts.kruise.io/canary-deployment";
+
+/// The revision label of a Deployment's pods.
+const HASH: &str = "pod-template-hash";
+
+/// The Deployment kind.
+pub struct Deployment;
+
+fn target(ns: &str, name: &str) -> Target {
+    Target::new("apps/v1", "Deployment", ns, name)
+}
+
+fn paused(o: &Observed, w: &WorkloadView, value: bool) -> Vec<Write> {
+    vec![Write::patch(
+        target(o.namespace(), &w.name),
+        json!({"spec": {"paused": value}}),
+    )]
+}
+
+/// A name for the canary of `w` in this release: Kruise's shape, `<name>-xxxxx`,
+/// but fixed by the Rollout and the template, so a create made twice (its answer
+/// lost) finds the first one instead of making a second canary.
+pub fn canary_name(rollout: &Rollout, w: &WorkloadView) -> String {
+    use sha2::{Digest, Sha256};
+    // The alphabet Kubernetes' generated names use: no vowels, no look-alikes.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let uid = rollout.metadata.uid.as_deref().unwrap_or("");
+    let digest = Sha256::digest(format!("{uid}/{}", w.template_hash()).as_bytes());
+    let suffix: String = digest[..5]
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect();
+    format!("{}-{suffix}", w.name)
+}
+
+/// The canary Deployment: the stable Deployment's spec with the new template.
+fn canary_object(o: &Observed, w: &WorkloadView, replicas: u32) -> Value {
+    let mut spec = w.spec.clone();
+    if let Some(m) = spec.as_object_mut() {
+        m.remove("paused");
+        m.insert("replicas".into(), json!(replicas));
+    }
+    let patch_meta = o
+        .rollout
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.patch_pod_template_metadata.clone());
+    if let Some(pm) = patch_meta {
+        for (k, v) in pm.labels.unwrap_or_default() {
+            spec["template"]["metadata"]["labels"][k] = json!(v);
+        }
+        for (k, v) in pm.annotations.unwrap_or_default() {
+            spec["template"]["metadata"]["annotations"][k] = json!(v);
+        }
+    }
+    let mut labels = w.labels.clone();
+    labels.insert(CANARY_LABEL.into(), w.name.clone());
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": canary_name(&o.rollout, w),
+            "namespace": o.namespace(),
+            "labels": labels,
+            "ownerReferences": [owner(&o.rollout)],
+        },
+        "spec": spec,
+    })
+}
+
+fn hash_of(rs: &Value) -> Option<String> {
+    rs.pointer(&format!("/metadata/labels/{HASH}"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn revision_of(rs: &Value) -> i64 {
+    rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+        .and_then(Value::as_str)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The Rollout's live canary of `workload`: owned by it, not being deleted.
+fn live_canary<'a>(snapshot: &'a Snapshot, rollout_uid: &'a str) -> Option<&'a Value> {
+    snapshot.canaries.iter().find(|c| {
+        controller_uid(c) == Some(rollout_uid) && c.pointer("/metadata/deletionTimestamp").is_none()
+    })
+}
+
+/// The `pod-template-hash` of the ReplicaSet of `owner_uid` running `template`.
+fn hash_for(snapshot: &Snapshot, owner_uid: &str, template: &Value) -> Option<String> {
+    snapshot
+        .replica_sets
+        .iter()
+        .filter(|rs| controller_uid(rs) == Some(owner_uid))
+        .filter(|rs| {
+            rs.pointer("/spec/template")
+                .is_some_and(|t| same_template(t, template))
+        })
+        .find_map(hash_of)
+}
+
+impl Workload for Deployment {
+    fn api_version(&self) -> &'static str {
+        "apps/v1"
+    }
+
+    fn kind(&self) -> &'static str {
+        "Deployment"
+    }
+
+    fn style(&self) -> Style {
+        Style::Canary
+    }
+
+    fn revision_label(&self) -> &'static str {
+        HASH
+    }
+
+    fn read<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        rollout: &'a Rollout,
+        name: &'a str,
+        snapshot: &'a mut Snapshot,
+    ) -> BoxFuture<'a, Result<(), kube::Error>> {
+        Box::pin(async move {
+            let ns = namespace(rollout);
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), ns, &self.resource());
+            let Some(d) = api.get_opt(name).await? else {
+                return Ok(());
+            };
+            let d = serde_json::to_value(d).map_err(kube::Error::SerdeError)?;
+            // The stable's and the canary's ReplicaSets carry the template's labels:
+            // a list by the Deployment's selector finds them, and no other.
+            let selector = d
+                .pointer("/spec/selector/matchLabels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let sets: Api<DynamicObject> = Api::namespaced_with(
+                client.clone(),
+                ns,
+                &kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+                    "apps",
+                    "v1",
+                    "ReplicaSet",
+                )),
+            );
+            let lists = ListParams::default().labels(&selector);
+            snapshot.replica_sets = sets
+                .list(&lists)
+                .await?
+                .items
+                .into_iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()
+                .map_err(kube::Error::SerdeError)?;
+            snapshot.canaries = api
+                .list(&ListParams::default().labels(&format!("{CANARY_LABEL}={name}")))
+                .await?
+                .items
+                .into_iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()
+                .map_err(kube::Error::SerdeError)?;
+            snapshot.workload = Some(d);
+            // The canary's pods, to count those that will not become ready.
+            let rollout_uid = rollout.metadata.uid.as_deref().unwrap_or("");
+            let canary_hash = live_canary(snapshot, rollout_uid).and_then(|c| {
+                let uid = c.pointer("/metadata/uid").and_then(Value::as_str)?;
+                hash_for(snapshot, uid, c.pointer("/spec/template")?)
+            });
+            if let Some(hash) = canary_hash {
+                let pods: Api<DynamicObject> = Api::namespaced_with(
+                    client.clone(),
+                    ns,
+                    &kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
+                );
+                snapshot.pods = pods
+                    .list(&ListParams::default().labels(&format!("{HASH}={hash}")))
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()
+                    .map_err(kube::Error::SerdeError)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn view(&self, snapshot: &Snapshot) -> Option<(WorkloadView, Option<CanaryView>)> {
+        let d = snapshot.workload.as_ref()?;
+        let uid = d
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let replicas = d
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .map_or(1, |n| u32::try_from(n).unwrap_or(0));
+        let template = d.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+        // The newest ReplicaSet: while the Deployment is held, a new template makes none.
+        let stable = snapshot
+            .replica_sets
+            .iter()
+            .filter(|rs| controller_uid(rs) == Some(uid))
+            .max_by_key(|rs| revision_of(rs));
+        let generation = d
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let want = i64::from(replicas);
+        let status = |field: &str| {
+            d.pointer(&format!("/status/{field}"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        };
+        let rolled_out = d
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_i64)
+            == Some(generation)
+            && status("updatedReplicas") == want
+            && status("replicas") == want
+            && status("availableReplicas") == want;
+        let view = WorkloadView {
+            kind: super::Kind(&Deployment),
+            name: d
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            generation,
+            replicas,
+            template: template.clone(),
+            held: d.pointer("/spec/paused").and_then(Value::as_bool) == Some(true),
+            stable_revision: stable.and_then(hash_of).unwrap_or_default(),
+            stable_template: stable.and_then(|rs| rs.pointer("/spec/template").cloned()),
+            update_revision: None,
+            rolled_out,
+            counts: ReplicaCounts {
+                desired: replicas,
+                ready: count(d, "/status/readyReplicas"),
+                updated: count(d, "/status/updatedReplicas"),
+                failed: 0,
+            },
+            updated: ReplicaCounts::default(),
+            partition: None,
+            labels: d
+                .pointer("/metadata/labels")
+                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .unwrap_or_default(),
+            spec: d.get("spec").cloned().unwrap_or(Value::Null),
+        };
+        let rollout_uid = snapshot.rollout.metadata.uid.as_deref().unwrap_or("");
+        let canary = live_canary(snapshot, rollout_uid).map(|c| {
+            let cuid = c
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let ctemplate = c.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+            let hash = hash_for(snapshot, cuid, &ctemplate);
+            let failed = hash
+                .as_deref()
+                .map_or(0, |h| failed_pods(pods_with(&snapshot.pods, HASH, h)));
+            CanaryView {
+                name: c
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                template: ctemplate,
+                counts: ReplicaCounts {
+                    desired: count(c, "/spec/replicas"),
+                    ready: count(c, "/status/readyReplicas"),
+                    updated: count(c, "/status/updatedReplicas"),
+                    failed,
+                },
+                pod_template_hash: hash,
+            }
+        });
+        Some((view, canary))
+    }
+
+    fn concerns(&self, object: &Value) -> Vec<String> {
+        let mut names: Vec<String> = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(|n| vec![n.to_owned()])
+            .unwrap_or_default();
+        if let Some(stable) = object
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(CANARY_LABEL))
+            .and_then(Value::as_str)
+        {
+            names.push(stable.to_owned());
+        }
+        names
+    }
+
+    fn hold(&self, o: &Observed, w: &WorkloadView) -> Vec<Write> {
+        if w.held {
+            Vec::new()
+        } else {
+            paused(o, w, true)
+        }
+    }
+
+    fn release(&self, o: &Observed, w: &WorkloadView) -> Vec<Write> {
+        if w.held {
+            paused(o, w, false)
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn scale_canary(&self, o: &Observed, w: &WorkloadView, pods: u32) -> Vec<Write> {
+        let mut writes = self.hold(o, w);
+        match &o.canary {
+            Some(c) if c.counts.desired == pods => {}
+            Some(c) => writes.push(Write::patch(
+                target(o.namespace(), &c.name),
+                json!({"spec": {"replicas": pods}}),
+            )),
+            None => writes.push(Write::Create {
+                target: target(o.namespace(), &canary_name(&o.rollout, w)),
+                object: canary_object(o, w, pods),
+            }),
+        }
+        writes
+    }
+
+    fn on_wait(&self, o: &Observed, w: &WorkloadView) -> Vec<Write> {
+        self.hold(o, w)
+    }
+
+    fn reset(&self, o: &Observed, _w: &WorkloadView) -> Vec<Write> {
+        o.canary
+            .iter()
+            .map(|c| Write::Delete {
+                target: target(o.namespace(), &c.name),
+                background: true,
+            })
+            .collect()
+    }
+
+    fn canary_counts(&self, o: &Observed, w: &WorkloadView) -> ReplicaCounts {
+        o.canary
+            .as_ref()
+            .filter(|c| same_template(&c.template, &w.template))
+            .map(|c| c.counts)
+            .unwrap_or_default()
+    }
+
+    fn canary_revision(&self, o: &Observed, _w: &WorkloadView) -> Option<String> {
+        o.canary.as_ref().and_then(|c| c.pod_template_hash.clone())
+    }
+
+    fn ending_steps(&self, ending: Ending) -> &'static [FinalisingStep] {
+        use FinalisingStep::*;
+        match ending {
+            Ending::Success => &[
+                RestoreStableService,
+                RouteTrafficToStable,
+                RemoveCanaryService,
+                ResumeWorkload,
+                ReleaseWorkloadControl,
+                End,
+            ],
+            Ending::Cancel | Ending::Abort => &[
+                RouteTrafficToStable,
+                ReleaseWorkloadControl,
+                RestoreStableService,
+                RemoveCanaryService,
+                End,
+            ],
+            Ending::Delete | Ending::Disable => &[
+                RouteTrafficToStable,
+                ReleaseWorkloadControl,
+                RestoreStableService,
+                RemoveCanaryService,
+                ResumeWorkload,
+                End,
+            ],
+        }
+    }
+
+    fn resume(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> StepOutcome {
+        if w.held {
+            return StepOutcome::pending(self.release(o, w));
+        }
+        // A promoted Deployment rolls the new template out natively: done when it has.
+        let rolled = ending != Ending::Success
+            || (w.rolled_out
+                && w.stable_template
+                    .as_ref()
+                    .is_some_and(|t| same_template(t, &w.template)));
+        if rolled {
+            StepOutcome::done()
+        } else {
+            StepOutcome::pending(Vec::new())
+        }
+    }
+
+    fn release_control(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> StepOutcome {
+        if o.canary.is_some() {
+            return StepOutcome::pending(self.reset(o, w));
+        }
+        StepOutcome {
+            // Done: once promoted, held again so that the next template waits for a release.
+            writes: if ending == Ending::Success {
+                self.hold(o, w)
+            } else {
+                Vec::new()
+            },
+            done: true,
+        }
+    }
+
+    fn after_ending(&self, _o: &Observed, _w: &WorkloadView, _ending: Ending) -> Vec<Write> {
+        Vec::new()
+    }
+
+    fn promoted_revision(&self, w: &WorkloadView, canary_pod_template_hash: &str) -> String {
+        w.update_revision
+            .clone()
+            .unwrap_or_else(|| canary_pod_template_hash.to_owned())
+    }
+}

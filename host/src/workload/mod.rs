@@ -1,0 +1,384 @@
+//! The workloads a Rollout releases, each behind the [`Workload`] trait: how it is
+//! read, what a release looks like in it, and the writes that move it.
+//!
+//! Two styles: a *canary-style* workload (a Deployment) gets an extra canary
+//! Deployment with the new template, scaled per step; a *partition-style* workload
+//! (a CloneSet, a StatefulSet) updates its own pods in place, the partition lowered
+//! per step. A new kind of workload is a new file here and one line in [`KINDS`]:
+//! the controller's stages call the trait and never name a kind.
+
+mod cloneset;
+mod deployment;
+mod partition;
+mod statefulset;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use futures::future::BoxFuture;
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::Value;
+
+use crate::controller::finalise::{Ending, FinalisingStep};
+use crate::controller::observed::{Observed, Snapshot};
+use crate::controller::write::Write;
+use crate::kruise::v1alpha1::Rollout;
+use crate::strategy::model::ReplicaCounts;
+
+pub use deployment::{CANARY_LABEL, canary_name};
+
+/// The workloads Sluice releases: one registration each.
+pub static KINDS: &[&dyn Workload] = &[
+    &deployment::Deployment,
+    &cloneset::CloneSet,
+    &statefulset::StatefulSet,
+];
+
+/// The workload kind a `workloadRef` names, if Sluice releases it.
+pub fn for_ref(api_version: &str, kind: &str) -> Option<Kind> {
+    KINDS
+        .iter()
+        .find(|w| w.api_version() == api_version && w.kind() == kind)
+        .map(|w| Kind(*w))
+}
+
+/// The kinds Sluice releases, for messages: `apps/v1 Deployment, …`.
+pub fn supported() -> String {
+    KINDS
+        .iter()
+        .map(|w| format!("{} {}", w.api_version(), w.kind()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How a workload is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// An extra canary workload with the new template.
+    Canary,
+    /// The workload's own pods, updated in place below a partition.
+    Partition,
+}
+
+/// A step of finalisation: its writes, and whether it is done (go on to the next
+/// step) or waits (for these writes, or for the cluster).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutcome {
+    /// Writes the step makes.
+    pub writes: Vec<Write>,
+    /// Whether the next step may run now.
+    pub done: bool,
+}
+
+impl StepOutcome {
+    /// Done, with nothing to write.
+    pub fn done() -> StepOutcome {
+        StepOutcome {
+            writes: Vec::new(),
+            done: true,
+        }
+    }
+
+    /// Not done: these writes (maybe none), then look again.
+    pub fn pending(writes: Vec<Write>) -> StepOutcome {
+        StepOutcome {
+            writes,
+            done: false,
+        }
+    }
+}
+
+/// A workload kind Sluice releases.
+pub trait Workload: Send + Sync + 'static {
+    /// Its `apiVersion`.
+    fn api_version(&self) -> &'static str;
+    /// Its `kind`.
+    fn kind(&self) -> &'static str;
+    /// How it is released.
+    fn style(&self) -> Style;
+    /// The pod label telling its revisions apart, which Services select on.
+    fn revision_label(&self) -> &'static str;
+
+    /// The API resource, for reads, writes and watches.
+    fn resource(&self) -> ApiResource {
+        let (group, version) = self
+            .api_version()
+            .rsplit_once('/')
+            .unwrap_or(("", self.api_version()));
+        ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, self.kind()))
+    }
+
+    /// Reads the workload `name` and what its view needs into `snapshot`.
+    fn read<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        rollout: &'a Rollout,
+        name: &'a str,
+        snapshot: &'a mut Snapshot,
+    ) -> BoxFuture<'a, Result<(), kube::Error>>;
+
+    /// The workload (and canary) as the plan sees them, from what was read.
+    fn view(&self, snapshot: &Snapshot) -> Option<(WorkloadView, Option<CanaryView>)>;
+
+    /// Names of workloads an event on `object` concerns (the object's own, and for a
+    /// canary the workload it is the canary of).
+    fn concerns(&self, object: &Value) -> Vec<String> {
+        object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(|n| vec![n.to_owned()])
+            .unwrap_or_default()
+    }
+
+    /// Writes that keep the workload from rolling out on its own; none when it is held.
+    fn hold(&self, o: &Observed, w: &WorkloadView) -> Vec<Write>;
+    /// Writes that let it roll out natively; none when nothing holds it.
+    fn release(&self, o: &Observed, w: &WorkloadView) -> Vec<Write>;
+    /// Writes that bring the canary to `pods` pods (of `w.replicas`).
+    fn scale_canary(&self, o: &Observed, w: &WorkloadView, pods: u32) -> Vec<Write>;
+    /// Writes while no decision can be acted on (the strategy failed or waits).
+    fn on_wait(&self, o: &Observed, w: &WorkloadView) -> Vec<Write>;
+    /// Writes that drop a release's canary when yet another template appears.
+    fn reset(&self, o: &Observed, w: &WorkloadView) -> Vec<Write>;
+    /// The canary's pods.
+    fn canary_counts(&self, o: &Observed, w: &WorkloadView) -> ReplicaCounts;
+    /// The revision label value of the canary's pods, once known.
+    fn canary_revision(&self, o: &Observed, w: &WorkloadView) -> Option<String>;
+    /// The finalisation steps of `ending`, in Kruise's order for this style.
+    fn ending_steps(&self, ending: Ending) -> &'static [FinalisingStep];
+    /// `ResumeWorkload`: the workload goes on by itself (or back).
+    fn resume(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> StepOutcome;
+    /// `ReleaseWorkloadControl`: the release lets go of the workload.
+    fn release_control(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> StepOutcome;
+    /// Writes once every step of `ending` is done.
+    fn after_ending(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> Vec<Write>;
+    /// The stable revision once a release succeeded.
+    fn promoted_revision(&self, w: &WorkloadView, canary_pod_template_hash: &str) -> String;
+}
+
+/// A registered workload kind: a cheap, comparable handle on its [`Workload`].
+#[derive(Clone, Copy)]
+pub struct Kind(pub &'static dyn Workload);
+
+impl Kind {
+    /// The workload's behaviour.
+    pub fn get(self) -> &'static dyn Workload {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Kind {
+    type Target = dyn Workload;
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl PartialEq for Kind {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.api_version() == other.0.api_version() && self.0.kind() == other.0.kind()
+    }
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.0.api_version(), self.0.kind())
+    }
+}
+
+/// The released workload, as the plan sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadView {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// Desired replicas.
+    pub replicas: u32,
+    /// The pod template as it is now.
+    pub template: Value,
+    /// Held: a paused Deployment, or a partition covering every pod.
+    pub held: bool,
+    /// Revision label value of the stable pods.
+    pub stable_revision: String,
+    /// The template of the stable pods.
+    pub stable_template: Option<Value>,
+    /// Revision label value of pods of the current template, when it is known
+    /// (partition workloads report it; for Deployments it is the canary's).
+    pub update_revision: Option<String>,
+    /// The workload's own rollout of its current template is complete.
+    pub rolled_out: bool,
+    /// Counts over all its pods.
+    pub counts: ReplicaCounts,
+    /// Counts over the pods of the current template (partition workloads).
+    pub updated: ReplicaCounts,
+    /// Current partition (partition workloads).
+    pub partition: Option<i64>,
+    /// The workload's metadata labels.
+    pub labels: BTreeMap<String, String>,
+    /// The workload's whole spec, to copy for a canary Deployment.
+    pub spec: Value,
+}
+
+impl WorkloadView {
+    /// Whether the current template differs from the stable pods' template: a release.
+    pub fn has_new_template(&self) -> bool {
+        match self.kind.style() {
+            Style::Canary => self
+                .stable_template
+                .as_ref()
+                .is_some_and(|stable| !same_template(stable, &self.template)),
+            Style::Partition => self
+                .update_revision
+                .as_ref()
+                .is_some_and(|u| *u != self.stable_revision),
+        }
+    }
+
+    /// The hash Sluice records as `canaryRevision` for the current template.
+    pub fn template_hash(&self) -> String {
+        template_hash(&self.template)
+    }
+}
+
+/// The extra canary workload of a canary-style release.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryView {
+    /// Its name.
+    pub name: String,
+    /// Its pod template.
+    pub template: Value,
+    /// Its pods.
+    pub counts: ReplicaCounts,
+    /// The revision label value of its pods, once its ReplicaSet exists.
+    pub pod_template_hash: Option<String>,
+}
+
+/// Two pod templates are the same release when they are equal but for the
+/// revision labels controllers add.
+pub fn same_template(a: &Value, b: &Value) -> bool {
+    without_revision_labels(a) == without_revision_labels(b)
+}
+
+fn without_revision_labels(t: &Value) -> Value {
+    let mut t = t.clone();
+    if let Some(labels) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove("pod-template-hash");
+        labels.remove("controller-revision-hash");
+        if labels.is_empty()
+            && let Some(meta) = t.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            meta.remove("labels");
+        }
+    }
+    t
+}
+
+/// A short hash of a pod template, for `canaryRevision`.
+pub fn template_hash(template: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(without_revision_labels(template).to_string().as_bytes());
+    hex::encode(&digest[..5])
+}
+
+/// The uid of the controller owning `object`.
+pub fn controller_uid(object: &Value) -> Option<&str> {
+    object
+        .pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))?
+        .get("uid")?
+        .as_str()
+}
+
+/// A number at `path` of `object` as `u32`, 0 when absent.
+pub(crate) fn count(object: &Value, path: &str) -> u32 {
+    object
+        .pointer(path)
+        .and_then(Value::as_i64)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
+}
+
+/// Pods of `pods` that will not become ready without a change (crash loops, bad images).
+pub fn failed_pods<'a>(pods: impl Iterator<Item = &'a Value>) -> u32 {
+    let failed = pods
+        .filter(|p| {
+            p.pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        let ready = c.get("ready").and_then(Value::as_bool).unwrap_or(false);
+                        let restarts = c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+                        let waiting = c.pointer("/state/waiting/reason").and_then(Value::as_str);
+                        !ready
+                            && (restarts > 0
+                                || matches!(
+                                    waiting,
+                                    Some(
+                                        "CrashLoopBackOff"
+                                            | "ImagePullBackOff"
+                                            | "ErrImagePull"
+                                            | "CreateContainerConfigError"
+                                            | "InvalidImageName"
+                                    )
+                                ))
+                    })
+                })
+        })
+        .count();
+    u32::try_from(failed).unwrap_or(u32::MAX)
+}
+
+/// Pods of `pods` that are ready and not going away.
+pub fn ready_pods<'a>(pods: impl Iterator<Item = &'a Value>) -> u32 {
+    let ready = pods
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .filter(|p| {
+            p.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+        })
+        .count();
+    u32::try_from(ready).unwrap_or(u32::MAX)
+}
+
+/// Pods of `pods` whose label `label` is `value`.
+pub fn pods_with<'a>(
+    pods: &'a [Value],
+    label: &'a str,
+    value: &'a str,
+) -> impl Iterator<Item = &'a Value> + 'a {
+    pods.iter().filter(move |p| {
+        p.pointer("/metadata/labels")
+            .and_then(|l| l.get(label))
+            .and_then(Value::as_str)
+            == Some(value)
+    })
+}
+
+/// The owner reference a Rollout's objects carry.
+pub fn owner(rollout: &Rollout) -> Value {
+    serde_json::json!({
+        "apiVersion": "rollouts.kruise.io/v1alpha1",
+        "kind": "Rollout",
+        "name": rollout.metadata.name,
+        "uid": rollout.metadata.uid,
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// The namespace of a Rollout (and so of all it touches).
+pub fn namespace(rollout: &Rollout) -> &str {
+    rollout.metadata.namespace.as_deref().unwrap_or("")
+}

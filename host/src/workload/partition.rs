@@ -1,0 +1,306 @@
+//! Partition-style workloads: the workload updates its own pods, and a release keeps
+//! `partition` pods on the old revision, lowering it step by step. What differs from
+//! one kind to another (where the partition is, how pods name their revision) is a
+//! [`Partitioned`] value in the kind's own file.
+
+use futures::future::BoxFuture;
+use kube::api::{Api, ListParams};
+use kube::core::DynamicObject;
+use serde_json::{Value, json};
+
+use super::{
+    CanaryView, StepOutcome, Style, Workload, WorkloadView, count, failed_pods, namespace,
+    pods_with, ready_pods,
+};
+use crate::controller::finalise::{Ending, FinalisingStep};
+use crate::controller::observed::{Observed, Snapshot};
+use crate::controller::write::{Target, Write};
+use crate::kruise::v1alpha1::Rollout;
+use crate::strategy::model::ReplicaCounts;
+
+/// A partition-style workload kind.
+pub struct Partitioned {
+    /// Its `apiVersion`.
+    pub api_version: &'static str,
+    /// Its `kind`.
+    pub kind: &'static str,
+    /// The pod label naming a pod's revision.
+    pub revision_label: &'static str,
+    /// JSON pointer of the partition in the object.
+    pub partition_path: &'static str,
+    /// The status' revisions are `<name>-<label value>` (CloneSet) rather than the
+    /// label value itself (StatefulSet).
+    pub revision_has_name_prefix: bool,
+    /// The partition that holds every pod of `w`.
+    pub hold_value: fn(&WorkloadView) -> Value,
+    /// The merge patch setting the partition to a value.
+    pub partition_patch: fn(Value) -> Value,
+}
+
+impl Partitioned {
+    fn label_of(&self, revision: &str) -> String {
+        if self.revision_has_name_prefix {
+            revision
+                .rsplit_once('-')
+                .map_or(revision.to_owned(), |(_, h)| h.to_owned())
+        } else {
+            revision.to_owned()
+        }
+    }
+
+    fn set(&self, o: &Observed, w: &WorkloadView, value: Value) -> Vec<Write> {
+        vec![Write::patch(
+            Target::new(self.api_version, self.kind, o.namespace(), &w.name),
+            (self.partition_patch)(value),
+        )]
+    }
+}
+
+fn update_revision(w: &Value) -> Option<&str> {
+    w.pointer("/status/updateRevision").and_then(Value::as_str)
+}
+
+impl Workload for Partitioned {
+    fn api_version(&self) -> &'static str {
+        self.api_version
+    }
+
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn style(&self) -> Style {
+        Style::Partition
+    }
+
+    fn revision_label(&self) -> &'static str {
+        self.revision_label
+    }
+
+    fn read<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        rollout: &'a Rollout,
+        name: &'a str,
+        snapshot: &'a mut Snapshot,
+    ) -> BoxFuture<'a, Result<(), kube::Error>> {
+        Box::pin(async move {
+            let ns = namespace(rollout);
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), ns, &self.resource());
+            let object = match api.get_opt(name).await {
+                Ok(Some(o)) => serde_json::to_value(o).map_err(kube::Error::SerdeError)?,
+                Ok(None) => return Ok(()),
+                // A kind whose CRD is not installed has no objects.
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            // The pods of the update revision, to count the ready and the failed.
+            if let Some(revision) = update_revision(&object) {
+                let label = self.label_of(revision);
+                let pods: Api<DynamicObject> = Api::namespaced_with(
+                    client.clone(),
+                    ns,
+                    &kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
+                );
+                snapshot.pods = pods
+                    .list(
+                        &ListParams::default().labels(&format!("{}={label}", self.revision_label)),
+                    )
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()
+                    .map_err(kube::Error::SerdeError)?;
+            }
+            snapshot.workload = Some(object);
+            Ok(())
+        })
+    }
+
+    fn view(&self, snapshot: &Snapshot) -> Option<(WorkloadView, Option<CanaryView>)> {
+        let w = snapshot.workload.as_ref()?;
+        let int = |path: &str| w.pointer(path).and_then(Value::as_i64);
+        let replicas = u32::try_from(int("/spec/replicas").unwrap_or(1)).unwrap_or(0);
+        let update = update_revision(w).map(str::to_owned);
+        let current = w
+            .pointer("/status/currentRevision")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| update.clone())
+            .unwrap_or_default();
+        let partition = match w.pointer(self.partition_path) {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s
+                .strip_suffix('%')
+                .and_then(|p| p.parse::<i64>().ok())
+                .map(|p| (i64::from(replicas) * p + 99) / 100),
+            _ => None,
+        };
+        let generation = int("/metadata/generation").unwrap_or(0);
+        let updated = count(w, "/status/updatedReplicas");
+        let update_label = update.as_deref().map(|r| self.label_of(r));
+        let (updated_ready, failed) = match &update_label {
+            Some(rev) => (
+                ready_pods(pods_with(&snapshot.pods, self.revision_label, rev)),
+                failed_pods(pods_with(&snapshot.pods, self.revision_label, rev)),
+            ),
+            None => (0, 0),
+        };
+        let ready = count(w, "/status/readyReplicas");
+        let observed_generation = int("/status/observedGeneration").unwrap_or(0);
+        let view = WorkloadView {
+            kind: super::for_ref(self.api_version, self.kind)?,
+            name: w
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            generation,
+            replicas,
+            template: w.pointer("/spec/template").cloned().unwrap_or(Value::Null),
+            held: partition.is_some_and(|p| p >= i64::from(replicas)),
+            stable_revision: self.label_of(&current),
+            stable_template: None,
+            update_revision: update_label,
+            rolled_out: observed_generation == generation
+                && updated == replicas
+                && ready == replicas,
+            counts: ReplicaCounts {
+                desired: replicas,
+                ready,
+                updated,
+                failed,
+            },
+            updated: ReplicaCounts {
+                desired: replicas
+                    .saturating_sub(u32::try_from(partition.unwrap_or(0).max(0)).unwrap_or(0)),
+                ready: updated_ready,
+                updated,
+                failed,
+            },
+            partition,
+            labels: w
+                .pointer("/metadata/labels")
+                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .unwrap_or_default(),
+            spec: w.get("spec").cloned().unwrap_or(Value::Null),
+        };
+        Some((view, None))
+    }
+
+    fn hold(&self, o: &Observed, w: &WorkloadView) -> Vec<Write> {
+        if w.held {
+            Vec::new()
+        } else {
+            self.set(o, w, (self.hold_value)(w))
+        }
+    }
+
+    fn release(&self, o: &Observed, w: &WorkloadView) -> Vec<Write> {
+        // Any partition holds pods back, all of them or some.
+        if w.partition.is_some() {
+            self.set(o, w, Value::Null)
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn scale_canary(&self, o: &Observed, w: &WorkloadView, pods: u32) -> Vec<Write> {
+        let keep = w.replicas - pods.min(w.replicas);
+        if w.partition == Some(i64::from(keep)) {
+            Vec::new()
+        } else {
+            self.set(o, w, json!(keep))
+        }
+    }
+
+    fn on_wait(&self, _o: &Observed, _w: &WorkloadView) -> Vec<Write> {
+        Vec::new()
+    }
+
+    fn reset(&self, o: &Observed, w: &WorkloadView) -> Vec<Write> {
+        self.hold(o, w)
+    }
+
+    fn canary_counts(&self, _o: &Observed, w: &WorkloadView) -> ReplicaCounts {
+        w.updated
+    }
+
+    fn canary_revision(&self, _o: &Observed, w: &WorkloadView) -> Option<String> {
+        w.update_revision.clone()
+    }
+
+    fn ending_steps(&self, ending: Ending) -> &'static [FinalisingStep] {
+        use FinalisingStep::*;
+        match ending {
+            Ending::Success => &[
+                RestoreStableService,
+                RouteTrafficToStable,
+                RemoveCanaryService,
+                ResumeWorkload,
+                End,
+            ],
+            Ending::Cancel => &[
+                RouteTrafficToStable,
+                ResumeWorkload,
+                RestoreStableService,
+                RemoveCanaryService,
+                End,
+            ],
+            // Updated pods cannot go back until the template does: they stay, held,
+            // out of traffic behind the pinned stable Service.
+            Ending::Abort => &[RouteTrafficToStable, RemoveCanaryService, End],
+            Ending::Delete | Ending::Disable => &[
+                RouteTrafficToStable,
+                ReleaseWorkloadControl,
+                RestoreStableService,
+                RemoveCanaryService,
+                ResumeWorkload,
+                End,
+            ],
+        }
+    }
+
+    fn resume(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> StepOutcome {
+        match ending {
+            // The workload rolls the rest out (or back) itself: partition 0, then wait.
+            Ending::Success | Ending::Cancel | Ending::Abort => {
+                if w.partition.unwrap_or(0) != 0 {
+                    StepOutcome::pending(self.set(o, w, json!(0)))
+                } else if w.rolled_out {
+                    StepOutcome::done()
+                } else {
+                    StepOutcome::pending(Vec::new())
+                }
+            }
+            // Let go of it as it is.
+            Ending::Delete | Ending::Disable => {
+                let writes = self.release(o, w);
+                if writes.is_empty() {
+                    StepOutcome::done()
+                } else {
+                    StepOutcome::pending(writes)
+                }
+            }
+        }
+    }
+
+    fn release_control(&self, _o: &Observed, _w: &WorkloadView, _ending: Ending) -> StepOutcome {
+        StepOutcome::done()
+    }
+
+    fn after_ending(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> Vec<Write> {
+        match ending {
+            Ending::Success | Ending::Cancel | Ending::Abort => self.hold(o, w),
+            Ending::Delete | Ending::Disable => Vec::new(),
+        }
+    }
+
+    fn promoted_revision(&self, w: &WorkloadView, canary_pod_template_hash: &str) -> String {
+        w.update_revision
+            .clone()
+            .unwrap_or_else(|| canary_pod_template_hash.to_owned())
+    }
+}

@@ -1,0 +1,18 @@
+//! `apps/v1` StatefulSet, released by partition: the rolling update's partition
+//! keeps ordinals below it on the old revision.
+
+use serde_json::{Value, json};
+
+use super::partition::Partitioned;
+
+/// The StatefulSet kind.
+#[allow(non_upper_case_globals)]
+pub static StatefulSet: Partitioned = Partitioned {
+    api_version: "apps/v1",
+    kind: "StatefulSet",
+    revision_label: "controller-revision-hash",
+    partition_path: "/spec/updateStrategy/rollingUpdate/partition",
+    revision_has_name_prefix: false,
+    hold_value: |w| json!(w.replicas),
+    partition_patch: |value: Value| json!({"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": value}}}}),
+};
