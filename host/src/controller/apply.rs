@@ -2,7 +2,7 @@
 //! are. It decides nothing and reads nothing; it stops at the first write that fails.
 
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::DynamicObject;
 
 use super::error::Error;
 use super::write::{Target, Write};
@@ -24,11 +24,7 @@ pub async fn apply(client: &kube::Client, writes: &[Write]) -> Result<(), Error>
 }
 
 fn api(client: &kube::Client, target: &Target) -> Api<DynamicObject> {
-    let (group, version) = target
-        .api_version
-        .rsplit_once('/')
-        .unwrap_or(("", target.api_version.as_str()));
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &target.kind));
+    let resource = crate::workload::resource_of(&target.api_version, &target.kind);
     Api::namespaced_with(client.clone(), &target.namespace, &resource)
 }
 

@@ -43,6 +43,16 @@ pub enum FinalisingStep {
 }
 
 impl FinalisingStep {
+    /// Every step.
+    pub const ALL: [FinalisingStep; 6] = [
+        FinalisingStep::RestoreStableService,
+        FinalisingStep::RouteTrafficToStable,
+        FinalisingStep::RemoveCanaryService,
+        FinalisingStep::ResumeWorkload,
+        FinalisingStep::ReleaseWorkloadControl,
+        FinalisingStep::End,
+    ];
+
     /// Kruise's name of the step.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,16 +67,7 @@ impl FinalisingStep {
 
     /// The step Kruise calls `name`.
     pub fn parse(name: &str) -> Option<FinalisingStep> {
-        [
-            FinalisingStep::RestoreStableService,
-            FinalisingStep::RouteTrafficToStable,
-            FinalisingStep::RemoveCanaryService,
-            FinalisingStep::ResumeWorkload,
-            FinalisingStep::ReleaseWorkloadControl,
-            FinalisingStep::End,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
+        FinalisingStep::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 
@@ -145,14 +146,7 @@ mod tests {
 
     #[test]
     fn step_names_are_kruises() {
-        for step in [
-            FinalisingStep::RestoreStableService,
-            FinalisingStep::RouteTrafficToStable,
-            FinalisingStep::RemoveCanaryService,
-            FinalisingStep::ResumeWorkload,
-            FinalisingStep::ReleaseWorkloadControl,
-            FinalisingStep::End,
-        ] {
+        for step in FinalisingStep::ALL {
             assert_eq!(FinalisingStep::parse(step.as_str()), Some(step));
         }
         assert_eq!(FinalisingStep::End.as_str(), "END");

@@ -77,15 +77,7 @@ impl TrafficView {
 }
 
 fn selector(service: &Value) -> BTreeMap<String, String> {
-    service
-        .pointer("/spec/selector")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
+    workload::string_map(service, "/spec/selector")
 }
 
 /// The strategy module a Rollout names, as observe resolved it.

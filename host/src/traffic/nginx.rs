@@ -29,15 +29,7 @@ pub fn canary_ingress_name(ingress: &str) -> String {
 }
 
 fn annotations(ingress: &Value) -> BTreeMap<String, String> {
-    ingress
-        .pointer("/metadata/annotations")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::workload::string_map(ingress, "/metadata/annotations")
 }
 
 fn canary<'a>(traffic: &'a TrafficView, routing: &Routing) -> Option<&'a Value> {

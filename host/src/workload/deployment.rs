@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{
     CanaryView, StepOutcome, Style, Workload, WorkloadView, controller_uid, count, failed_pods,
-    namespace, owner, pods_with, same_template,
+    list_values, namespace, owner, pods_with, resource_of, same_template, string_map,
 };
 use crate::controller::finalise::{Ending, FinalisingStep};
 use crate::controller::observed::{Observed, Snapshot};
@@ -156,42 +156,20 @@ impl Workload for Deployment {
             let d = serde_json::to_value(d).map_err(kube::Error::SerdeError)?;
             // The stable's and the canary's ReplicaSets carry the template's labels:
             // a list by the Deployment's selector finds them, and no other.
-            let selector = d
-                .pointer("/spec/selector/matchLabels")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
-            let sets: Api<DynamicObject> = Api::namespaced_with(
-                client.clone(),
-                ns,
-                &kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-                    "apps",
-                    "v1",
-                    "ReplicaSet",
-                )),
-            );
-            let lists = ListParams::default().labels(&selector);
-            snapshot.replica_sets = sets
-                .list(&lists)
-                .await?
-                .items
-                .into_iter()
-                .map(serde_json::to_value)
-                .collect::<Result<_, _>>()
-                .map_err(kube::Error::SerdeError)?;
-            snapshot.canaries = api
-                .list(&ListParams::default().labels(&format!("{CANARY_LABEL}={name}")))
-                .await?
-                .items
-                .into_iter()
-                .map(serde_json::to_value)
-                .collect::<Result<_, _>>()
-                .map_err(kube::Error::SerdeError)?;
+            let selector = string_map(&d, "/spec/selector/matchLabels")
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sets: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), ns, &resource_of("apps/v1", "ReplicaSet"));
+            snapshot.replica_sets =
+                list_values(&sets, &ListParams::default().labels(&selector)).await?;
+            snapshot.canaries = list_values(
+                &api,
+                &ListParams::default().labels(&format!("{CANARY_LABEL}={name}")),
+            )
+            .await?;
             snapshot.workload = Some(d);
             // The canary's pods, to count those that will not become ready.
             let rollout_uid = rollout.metadata.uid.as_deref().unwrap_or("");
@@ -200,19 +178,13 @@ impl Workload for Deployment {
                 hash_for(snapshot, uid, c.pointer("/spec/template")?)
             });
             if let Some(hash) = canary_hash {
-                let pods: Api<DynamicObject> = Api::namespaced_with(
-                    client.clone(),
-                    ns,
-                    &kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
-                );
-                snapshot.pods = pods
-                    .list(&ListParams::default().labels(&format!("{HASH}={hash}")))
-                    .await?
-                    .items
-                    .into_iter()
-                    .map(serde_json::to_value)
-                    .collect::<Result<_, _>>()
-                    .map_err(kube::Error::SerdeError)?;
+                let pods: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), ns, &resource_of("v1", "Pod"));
+                snapshot.pods = list_values(
+                    &pods,
+                    &ListParams::default().labels(&format!("{HASH}={hash}")),
+                )
+                .await?;
             }
             Ok(())
         })
@@ -275,10 +247,7 @@ impl Workload for Deployment {
             },
             updated: ReplicaCounts::default(),
             partition: None,
-            labels: d
-                .pointer("/metadata/labels")
-                .and_then(|l| serde_json::from_value(l.clone()).ok())
-                .unwrap_or_default(),
+            labels: string_map(d, "/metadata/labels"),
             spec: d.get("spec").cloned().unwrap_or(Value::Null),
         };
         let rollout_uid = snapshot.rollout.metadata.uid.as_deref().unwrap_or("");

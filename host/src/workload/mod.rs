@@ -101,11 +101,7 @@ pub trait Workload: Send + Sync + 'static {
 
     /// The API resource, for reads, writes and watches.
     fn resource(&self) -> ApiResource {
-        let (group, version) = self
-            .api_version()
-            .rsplit_once('/')
-            .unwrap_or(("", self.api_version()));
-        ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, self.kind()))
+        resource_of(self.api_version(), self.kind())
     }
 
     /// Reads the workload `name` and what its view needs into `snapshot`.
@@ -159,13 +155,6 @@ pub trait Workload: Send + Sync + 'static {
 /// A registered workload kind: a cheap, comparable handle on its [`Workload`].
 #[derive(Clone, Copy)]
 pub struct Kind(pub &'static dyn Workload);
-
-impl Kind {
-    /// The workload's behaviour.
-    pub fn get(self) -> &'static dyn Workload {
-        self.0
-    }
-}
 
 impl std::ops::Deref for Kind {
     type Target = dyn Workload;
@@ -284,6 +273,40 @@ pub fn template_hash(template: &Value) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(without_revision_labels(template).to_string().as_bytes());
     hex::encode(&digest[..5])
+}
+
+/// The API resource of `kind` in `api_version` (`apps/v1`, `v1`).
+pub fn resource_of(api_version: &str, kind: &str) -> ApiResource {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
+
+/// The objects of `api` matching `params`, as plain JSON.
+pub(crate) async fn list_values(
+    api: &kube::Api<kube::core::DynamicObject>,
+    params: &kube::api::ListParams,
+) -> Result<Vec<Value>, kube::Error> {
+    api.list(params)
+        .await?
+        .items
+        .into_iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()
+        .map_err(kube::Error::SerdeError)
+}
+
+/// The string entries of the map at `pointer` in `object` (labels, annotations, a
+/// selector); empty when there is none.
+pub fn string_map(object: &Value, pointer: &str) -> BTreeMap<String, String> {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The uid of the controller owning `object`.

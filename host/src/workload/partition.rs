@@ -9,8 +9,8 @@ use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
 use super::{
-    CanaryView, StepOutcome, Style, Workload, WorkloadView, count, failed_pods, namespace,
-    pods_with, ready_pods,
+    CanaryView, StepOutcome, Style, Workload, WorkloadView, count, failed_pods, list_values,
+    namespace, pods_with, ready_pods, resource_of, string_map,
 };
 use crate::controller::finalise::{Ending, FinalisingStep};
 use crate::controller::observed::{Observed, Snapshot};
@@ -98,21 +98,11 @@ impl Workload for Partitioned {
             // The pods of the update revision, to count the ready and the failed.
             if let Some(revision) = update_revision(&object) {
                 let label = self.label_of(revision);
-                let pods: Api<DynamicObject> = Api::namespaced_with(
-                    client.clone(),
-                    ns,
-                    &kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
-                );
-                snapshot.pods = pods
-                    .list(
-                        &ListParams::default().labels(&format!("{}={label}", self.revision_label)),
-                    )
-                    .await?
-                    .items
-                    .into_iter()
-                    .map(serde_json::to_value)
-                    .collect::<Result<_, _>>()
-                    .map_err(kube::Error::SerdeError)?;
+                let pods: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), ns, &resource_of("v1", "Pod"));
+                let params =
+                    ListParams::default().labels(&format!("{}={label}", self.revision_label));
+                snapshot.pods = list_values(&pods, &params).await?;
             }
             snapshot.workload = Some(object);
             Ok(())
@@ -181,10 +171,7 @@ impl Workload for Partitioned {
                 failed,
             },
             partition,
-            labels: w
-                .pointer("/metadata/labels")
-                .and_then(|l| serde_json::from_value(l.clone()).ok())
-                .unwrap_or_default(),
+            labels: string_map(w, "/metadata/labels"),
             spec: w.get("spec").cloned().unwrap_or(Value::Null),
         };
         Some((view, None))
