@@ -75,6 +75,8 @@ async fn swapping_a_module_takes_effect_at_the_next_decision() {
     assert_eq!(strategy_status(&c.rollout("echo").await).1, sha(steps));
 
     // A new version of the module, published while the rollout waits: no restart.
+    // Every change from here on is recorded, to check the order of two of them.
+    let mut changes = c.sim.store().subscribe();
     let hostile = sluice_test_guests::HOSTILE;
     c.apply(&configmap("default", "team-strategy", hostile))
         .await;
@@ -82,6 +84,28 @@ async fn swapping_a_module_takes_effect_at_the_next_decision() {
         strategy_status(r).1 == sha(hostile)
     })
     .await;
+    // The module's status showed the new digest no later than the first decision
+    // made by the new module.
+    let new = json!(sha(hostile));
+    let (mut module_rv, mut decision_rv) = (None, None);
+    while let Ok(change) = changes.try_recv() {
+        let plural = change.res.plural.as_str();
+        if plural == "strategymodules" && change.object.pointer("/status/digest") == Some(&new) {
+            module_rv.get_or_insert(change.rv);
+        }
+        if plural == "rollouts" && change.object.pointer("/status/strategy/digest") == Some(&new) {
+            decision_rv.get_or_insert(change.rv);
+        }
+    }
+    let (module_rv, decision_rv) = (
+        module_rv.expect("the module's status shows the new digest"),
+        decision_rv.expect("a decision by the new module"),
+    );
+    assert!(
+        module_rv < decision_rv,
+        "the module status (rv {module_rv}) came after the decision (rv {decision_rv})"
+    );
+    assert_eq!(module_status(&c, "default", "team")["digest"], new);
     let r = c.rollout("echo").await;
     assert!(
         r.status

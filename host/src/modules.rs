@@ -191,6 +191,11 @@ pub struct ResolvedModule {
     pub limits: Limits,
     /// Capabilities.
     pub grants: Grants,
+    /// The digest the module object's status shows (empty before its first status);
+    /// `None` for a built-in, which has no object. A decision waits until the status
+    /// shows the digest that makes it, so that what a module object says is never
+    /// behind what Rollouts run.
+    pub published_digest: Option<String>,
 }
 
 impl ModuleLimits {
@@ -311,6 +316,8 @@ struct ModuleObject {
     /// The namespace of a namespaced module; `None` for a cluster module.
     namespace: Option<String>,
     allowed: Option<NamespaceScope>,
+    /// The digest its status shows; empty before the first status.
+    published_digest: String,
 }
 
 /// The labels of namespace `ns`; `None` when it does not exist, a refusal when it
@@ -417,6 +424,7 @@ pub async fn resolve(
                 log: true,
                 ..Grants::none()
             },
+            published_digest: None,
         });
     }
     let object = if let Some(cluster_name) = name.strip_prefix("cluster/") {
@@ -442,6 +450,7 @@ pub async fn resolve(
             capabilities: m.spec.capabilities,
             namespace: None,
             allowed: Some(m.spec.allowed_namespaces),
+            published_digest: m.status.map(|s| s.digest).unwrap_or_default(),
         }
     } else {
         if name.contains('/') {
@@ -474,6 +483,7 @@ pub async fn resolve(
             capabilities: m.spec.capabilities,
             namespace: Some(ns.to_owned()),
             allowed: None,
+            published_digest: m.status.map(|s| s.digest).unwrap_or_default(),
         }
     };
     let needs_labels = object.capabilities.needs_labels(&admission.providers, ns)
@@ -512,6 +522,7 @@ pub async fn resolve(
         pin: object.source.sha256.clone(),
         limits,
         grants,
+        published_digest: Some(object.published_digest),
     })
 }
 

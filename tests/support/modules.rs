@@ -78,10 +78,12 @@ fn module_from(name: &str, source: &str, pin: &str) -> String {
     )
 }
 
-/// Waits until the StrategyModule `default/name` is ready.
+/// Waits until the module `default/name` is ready and has described itself (its
+/// describe call waits its turn in the sandbox, so it may come a little later).
 pub async fn until_module_ready(c: &Cluster, name: &str) {
     c.until(&format!("module {name} is ready"), || async {
-        module_status(c, "default", name)["ready"] == true
+        let status = module_status(c, "default", name);
+        status["ready"] == true && status["describesAs"].is_string()
     })
     .await;
 }

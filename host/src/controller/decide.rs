@@ -87,7 +87,23 @@ impl Decider {
         let strategy = match resolved {
             Err(r) => return failed(r.clone()),
             Ok(resolved) => match self.strategy(resolved, tenant) {
-                Usable::Ready(s) => s,
+                Usable::Ready(s) => {
+                    if let Some(published) = &resolved.published_digest
+                        && published != s.module.digest()
+                    {
+                        // The module status is written when the module changes, and a
+                        // write of it reconciles this Rollout again.
+                        return Decided::Deferred {
+                            module,
+                            why: format!(
+                                "the status of module {} does not show digest {} yet",
+                                resolved.name,
+                                s.module.digest()
+                            ),
+                        };
+                    }
+                    s
+                }
                 Usable::Waiting(why) => return Decided::Deferred { module, why },
                 Usable::Refused(r) => return failed(r),
             },

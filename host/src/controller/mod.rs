@@ -316,6 +316,7 @@ pub async fn run(
         fetcher.clone(),
         admission,
         config.namespace.clone(),
+        config.clock.clone(),
     ));
 
     // Each workload kind served here is watched; an event on one reaches the

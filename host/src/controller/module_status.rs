@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -28,6 +30,7 @@ const AGAIN_SOON: Duration = Duration::from_secs(2);
 
 struct Ctx {
     client: kube::Client,
+    clock: Arc<dyn crate::clock::Clock>,
     runtime: Arc<Runtime>,
     fetcher: Arc<crate::fetch::Fetcher>,
     admission: Admission,
@@ -50,9 +53,11 @@ pub async fn run(
     fetcher: Arc<crate::fetch::Fetcher>,
     admission: Admission,
     namespace: Option<String>,
+    clock: Arc<dyn crate::clock::Clock>,
 ) {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
+        clock,
         runtime,
         fetcher,
         admission,
@@ -72,7 +77,36 @@ pub async fn run(
     }
     let a = async {
         if served_namespaced {
-            Controller::new(namespaced, watcher::Config::default())
+            let controller = Controller::new(namespaced, watcher::Config::default());
+            // A new module in a ConfigMap is a new status at once, not at the next
+            // look: Rollouts wait for the status to show a digest before deciding with it.
+            let modules = controller.store();
+            let configmaps: Api<ConfigMap> = match &namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            controller
+                .watches(
+                    configmaps,
+                    watcher::Config::default(),
+                    move |cm: ConfigMap| {
+                        let ns = cm.namespace();
+                        let name = cm.name_any();
+                        modules
+                            .state()
+                            .iter()
+                            .filter(|m| {
+                                m.namespace() == ns
+                                    && m.spec
+                                        .source
+                                        .config_map
+                                        .as_ref()
+                                        .is_some_and(|s| s.name == name)
+                            })
+                            .map(|m| ObjectRef::from_obj(&**m))
+                            .collect::<Vec<_>>()
+                    },
+                )
                 .run(reconcile_namespaced, error_policy, ctx.clone())
                 .for_each(|_| async {})
                 .await;
@@ -107,7 +141,8 @@ fn not_ready(reason: &str, message: String, generation: Option<i64>) -> Strategy
 /// The module's status, and how soon to look again if it is not settled.
 async fn status_for(ctx: &Ctx, m: Module<'_>) -> (StrategyModuleStatus, Option<Duration>) {
     let generation = m.generation;
-    let now = k8s_openapi::jiff::Timestamp::now()
+    let now = crate::controller::status::time(ctx.clock.now_ms())
+        .0
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     if m.namespace.is_none()
@@ -216,7 +251,9 @@ async fn status_for(ctx: &Ctx, m: Module<'_>) -> (StrategyModuleStatus, Option<D
     )
 }
 
-/// Writes `status` unless it says the same as the current one (the load time aside).
+/// Writes `status` unless it says the same as the current one (the load time aside),
+/// as a merge diff, so that a field the new status no longer has (a module that no
+/// longer describes itself) is removed rather than left from the old module.
 async fn write<K>(
     api: Api<K>,
     object: &K,
@@ -226,17 +263,21 @@ async fn write<K>(
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let same = current.is_some_and(|c| {
-        c.ready == status.ready
-            && c.digest == status.digest
-            && c.message == status.message
-            && c.observed_generation == status.observed_generation
-    });
+    let current = current.cloned().unwrap_or_default();
+    let same = StrategyModuleStatus {
+        loaded_at: String::new(),
+        ..current.clone()
+    } == StrategyModuleStatus {
+        loaded_at: String::new(),
+        ..status.clone()
+    };
     if !same {
+        let old = serde_json::to_value(&current).map_err(kube::Error::SerdeError)?;
+        let new = serde_json::to_value(&status).map_err(kube::Error::SerdeError)?;
         api.patch_status(
             &object.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
+            &Patch::Merge(json!({"status": super::report::merge_diff(&old, &new)})),
         )
         .await?;
     }
