@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::cluster::{Cluster, http_get};
+use support::cluster::Cluster;
 use support::modules::{app_and_rollout, configmap, module, release_v2, until_module_ready};
 
 /// The memo count of the `countdown` module: its decisions so far.
@@ -18,16 +18,6 @@ async fn decisions(c: &Cluster) -> u64 {
         .and_then(|s| s.strategy)
         .and_then(|s| s.memo.parse().ok())
         .unwrap_or(0)
-}
-
-/// The value of a counter family summed over its labels, from `/metrics`.
-async fn counter(c: &Cluster, family: &str) -> f64 {
-    let (code, text) = http_get(&format!("http://{}/metrics", c.metrics_addr())).await;
-    assert_eq!(code, 200, "{text}");
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{family}_total")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]
@@ -47,12 +37,12 @@ async fn a_module_asking_every_second_is_decided_about_once_a_second_not_in_a_lo
     // Its message and memo change at every decision, and so its status: each write
     // of it is an event on the Rollout the controller must not act on.
     c.until_paused_at("echo", 1).await;
-    let (before, writes_before) = (decisions(&c).await, counter(&c, "sluice_api_writes").await);
+    let (before, writes_before) = (decisions(&c).await, c.counter("sluice_api_writes").await);
     // The measuring window; a slow machine decides less, never more.
     let window = Duration::from_secs(4);
     tokio::time::sleep(window).await;
     let decided = decisions(&c).await - before;
-    let writes = counter(&c, "sluice_api_writes").await - writes_before;
+    let writes = c.counter("sluice_api_writes").await - writes_before;
     // Once a second for 4 s, and one in flight at each end.
     assert!(
         (1..=6).contains(&decided),

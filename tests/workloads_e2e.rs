@@ -339,12 +339,14 @@ async fn steps_changed_mid_release_clamp_to_the_new_plan() {
 async fn one_of_two_replicas_leads_and_the_other_takes_over_when_the_lease_lapses() {
     use sluice::controller::leader::{LeaseConfig, try_acquire};
     let c = Cluster::start().await;
-    let short = |id: &str| {
+    // Both replicas read one clock that moves only when the test says so.
+    let clock = sluice::clock::ManualClock::at(1_700_000_000_000);
+    let replica = |id: &str| {
         let mut l = LeaseConfig::new("default", "sluice-test", id);
-        l.duration = std::time::Duration::from_secs(1);
+        l.clock = clock.clone();
         l
     };
-    let (a, b) = (short("a"), short("b"));
+    let (a, b) = (replica("a"), replica("b"));
     assert!(
         try_acquire(&c.client, &a).await.expect("a"),
         "the first replica leads"
@@ -353,14 +355,25 @@ async fn one_of_two_replicas_leads_and_the_other_takes_over_when_the_lease_lapse
         !try_acquire(&c.client, &b).await.expect("b"),
         "the second waits"
     );
+    clock.advance(a.duration - std::time::Duration::from_secs(1));
+    assert!(
+        !try_acquire(&c.client, &b).await.expect("b"),
+        "a lease within its duration is not taken"
+    );
     assert!(
         try_acquire(&c.client, &a).await.expect("a renews"),
         "the leader renews"
     );
-    c.until("b takes over once a stops renewing", || async {
-        try_acquire(&c.client, &b).await.unwrap_or(false)
-    })
-    .await;
+    clock.advance(a.duration - std::time::Duration::from_secs(1));
+    assert!(
+        !try_acquire(&c.client, &b).await.expect("b"),
+        "the renewal counts from when it was made"
+    );
+    clock.advance(std::time::Duration::from_secs(1));
+    assert!(
+        try_acquire(&c.client, &b).await.expect("b"),
+        "b takes over once a has not renewed for the lease's duration"
+    );
     let lease = c
         .object("coordination.k8s.io", "leases", "sluice-test")
         .expect("lease");

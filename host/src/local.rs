@@ -19,9 +19,15 @@ use crate::strategy::{Runtime, RuntimeConfig};
 pub struct LocalController {
     stop: Option<futures::channel::oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl LocalController {
+    /// Where it serves `/metrics`, `/healthz` and `/readyz`, when asked to.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
+    }
+
     /// Stops the controller and waits for it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -96,6 +102,10 @@ pub async fn start_controller_with(
 ) -> anyhow::Result<LocalController> {
     install_crds(&client(sim)?).await?;
     let client = controller_client(sim)?;
+    let mut config = config;
+    let (serving_tx, mut serving) = tokio::sync::mpsc::unbounded_channel();
+    let serves = config.metrics_addr.is_some();
+    config.on_serving = Some(serving_tx);
     let runtime = Arc::new(Runtime::new(runtime)?);
     let (stop, stopped) = futures::channel::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -106,8 +116,17 @@ pub async fn start_controller_with(
             tracing::error!(error = %e, "controller stopped");
         }
     });
+    // The port it bound (port 0 asks for any): known before anyone connects.
+    let metrics_addr = if serves {
+        Some(serving.recv().await.context(
+            "the controller stopped before serving its endpoints (see its log)",
+        )?)
+    } else {
+        None
+    };
     Ok(LocalController {
         stop: Some(stop),
         task,
+        metrics_addr,
     })
 }

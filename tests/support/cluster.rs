@@ -55,14 +55,12 @@ impl Cluster {
         .expect("simulator");
         let client = local::client(&sim).expect("client");
         let mut config = configure(&sim);
-        // A free port for the controller's metrics: bind, read it, release it.
-        let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
-        config.metrics_addr = Some(metrics_addr);
+        // The controller binds a free port itself and says which.
+        config.metrics_addr = Some(([127, 0, 0, 1], 0).into());
         let controller = local::start_controller_with(&sim, sandbox, config)
             .await
             .expect("controller");
+        let metrics_addr = controller.metrics_addr().expect("the controller serves metrics");
         Cluster {
             sim,
             client,
@@ -74,6 +72,17 @@ impl Cluster {
     /// Where the controller serves /metrics, /healthz, /readyz.
     pub fn metrics_addr(&self) -> std::net::SocketAddr {
         self.metrics_addr
+    }
+
+    /// A counter of the controller's `/metrics` (`sluice_api_writes`, …), summed over
+    /// its labels.
+    pub async fn counter(&self, family: &str) -> f64 {
+        let (code, text) = http_get(&format!("http://{}/metrics", self.metrics_addr)).await;
+        assert_eq!(code, 200, "{text}");
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{family}_total")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// Stops the controller (to check what it leaves behind).

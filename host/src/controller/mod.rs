@@ -61,8 +61,11 @@ pub struct ControllerConfig {
     pub namespace: Option<String>,
     /// Leader election; `None` runs unconditionally.
     pub lease: Option<leader::LeaseConfig>,
-    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (port 0: any free port).
     pub metrics_addr: Option<SocketAddr>,
+    /// Told the address `/metrics` and the probes are served on, once bound: how a
+    /// caller that asked for port 0 learns the port.
+    pub on_serving: Option<tokio::sync::mpsc::UnboundedSender<SocketAddr>>,
     /// The name events are reported under.
     pub reporter: String,
     /// Metric providers modules may query (as granted).
@@ -83,6 +86,7 @@ impl Default for ControllerConfig {
             namespace: None,
             lease: None,
             metrics_addr: None,
+            on_serving: None,
             reporter: "sluice".into(),
             providers: Vec::new(),
             module_ca: None,
@@ -191,11 +195,16 @@ where
 /// `/readyz` from the start, leading or not; releases the lease on the way out.
 pub async fn run(
     client: kube::Client,
-    config: ControllerConfig,
+    mut config: ControllerConfig,
     runtime: Arc<Runtime>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(ControllerMetrics::new());
+    // One clock for everything the controller times: reconciles, module statuses
+    // and the lease.
+    if let Some(lease) = config.lease.as_mut() {
+        lease.clock = config.clock.clone();
+    }
     let ns = config.namespace.as_deref();
     let rollouts: Api<Rollout> = match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -219,6 +228,9 @@ pub async fn run(
         // The address bound, port 0 resolved: what a probe or a test connects to.
         if let Ok(bound) = listener.local_addr() {
             tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+            if let Some(tell) = &config.on_serving {
+                let _ = tell.send(bound);
+            }
         }
         tokio::spawn(endpoints::serve(listener, metrics.clone(), ready_rx));
     }
