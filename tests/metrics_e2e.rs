@@ -4,34 +4,19 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
 use sluice::providers::ProviderConfig;
 use support::cluster::Cluster;
 
-/// A Prometheus server scraping the simulator's gateway every second.
+/// A Prometheus server scraping the simulator's gateway every second, on a port it chose.
 struct Prometheus {
-    child: Child,
+    _daemon: sluice_testkit::Daemon,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
-fn start_prometheus(gateway: std::net::SocketAddr) -> (Prometheus, ProviderConfig) {
+async fn start_prometheus(gateway: std::net::SocketAddr) -> (Prometheus, ProviderConfig) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -41,24 +26,32 @@ fn start_prometheus(gateway: std::net::SocketAddr) -> (Prometheus, ProviderConfi
         ),
     )
     .expect("config");
-    let port = free_port();
-    let child = Command::new("prometheus")
+    let mut command = tokio::process::Command::new("prometheus");
+    command
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
             dir.path().join("data").display()
         ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect(
-            "Debian's prometheus is installed (.ci/run installs it: apt-get install prometheus)",
-        );
-    let provider: ProviderConfig = format!("prometheus=http://127.0.0.1:{port}")
+        .arg("--web.listen-address=127.0.0.1:0");
+    // It names the address it bound once it serves its API.
+    let daemon = sluice_testkit::Daemon::start(
+        command,
+        "prometheus",
+        r#"msg="Listening on" address=(127\.0\.0\.1:\d+)"#,
+        "install Debian's prometheus (.ci/run does: apt-get install prometheus)",
+    )
+    .await;
+    let provider: ProviderConfig = format!("prometheus=http://{}", daemon.addr)
         .parse()
         .expect("provider");
-    (Prometheus { child, _dir: dir }, provider)
+    (
+        Prometheus {
+            _daemon: daemon,
+            _dir: dir,
+        },
+        provider,
+    )
 }
 
 /// Requests through the gateway, about 100 a second, until dropped (at most two minutes).
@@ -76,8 +69,7 @@ fn traffic(gateway: String) -> Traffic {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         while tokio::time::Instant::now() < deadline {
             tick.tick().await;
-            let _ =
-                support::cluster::http_get_host(&format!("{gateway}/"), "echo.example.com").await;
+            let _ = sluice_testkit::http_get_host(&format!("{gateway}/"), "echo.example.com").await;
         }
     }))
 }
@@ -135,17 +127,18 @@ spec:
 }
 
 async fn cluster_with_prometheus() -> (Cluster, Prometheus) {
-    let mut prometheus = None;
-    let c = Cluster::start_with(|sim| {
-        let (p, provider) = start_prometheus(sim.gateway_addr());
-        prometheus = Some(p);
+    let sim = sluice_testkit::sim().await;
+    let (prometheus, provider) = start_prometheus(sim.gateway_addr()).await;
+    let c = Cluster::on(
+        sim,
+        support::sandbox_config(),
         sluice::controller::ControllerConfig {
             providers: vec![provider],
             ..Default::default()
-        }
-    })
+        },
+    )
     .await;
-    (c, prometheus.expect("prometheus"))
+    (c, prometheus)
 }
 
 async fn v1_then(c: &Cluster, v2_error_rate: &str) -> Traffic {

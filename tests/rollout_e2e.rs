@@ -579,22 +579,32 @@ async fn timed_pauses_advance_when_their_time_has_come() {
         ..Default::default()
     })
     .await;
-    v1_healthy(&c, "[{weight: 50, pause: {duration: 600}}, {weight: 100}]", 4).await;
+    v1_healthy(
+        &c,
+        "[{weight: 50, pause: {duration: 600}}, {weight: 100}]",
+        4,
+    )
+    .await;
     c.apply(&deployment("barnett/canarydemo:v2", 4)).await;
     c.until_rollout("echo", "the timed message", |r| {
         r.status.as_ref().and_then(|s| s.message.as_deref())
-            == Some("Rollout is in step(1/2), and wait duration(600 seconds) to enter the next step")
+            == Some(
+                "Rollout is in step(1/2), and wait duration(600 seconds) to enter the next step",
+            )
     })
     .await;
     // Nine minutes on, the controller looks again (a change to the Rollout calls it)
     // and goes on waiting.
-    let look_again = |n: u32| {
-        json!({"metadata": {"annotations": {"test.sluice.dev/look-again": n.to_string()}}})
-    };
+    let look_again = |n: u32| json!({"metadata": {"annotations": {"test.sluice.dev/look-again": n.to_string()}}});
     clock.advance(std::time::Duration::from_secs(540));
     let reconciles = c.counter("sluice_reconciles").await;
-    c.patch("rollouts.kruise.io/v1alpha1", "Rollout", "echo", look_again(1))
-        .await;
+    c.patch(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        "echo",
+        look_again(1),
+    )
+    .await;
     c.until("the controller looked again", || async {
         c.counter("sluice_reconciles").await > reconciles
     })
@@ -602,14 +612,22 @@ async fn timed_pauses_advance_when_their_time_has_come() {
     let status = c.rollout("echo").await.status.expect("status");
     let canary = status.canary_status.expect("canary status");
     assert_eq!(
-        (canary.current_step_index, canary.current_step_state.as_str()),
+        (
+            canary.current_step_index,
+            canary.current_step_state.as_str()
+        ),
         (1, "StepPaused"),
         "still within the pause"
     );
     // Past ten minutes: the next step.
     clock.advance(std::time::Duration::from_secs(61));
-    c.patch("rollouts.kruise.io/v1alpha1", "Rollout", "echo", look_again(2))
-        .await;
+    c.patch(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        "echo",
+        look_again(2),
+    )
+    .await;
     c.until_healthy("echo").await;
     assert_clean(&c, "barnett/canarydemo:v2", 4).await;
 }

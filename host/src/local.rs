@@ -118,9 +118,12 @@ pub async fn start_controller_with(
     });
     // The port it bound (port 0 asks for any): known before anyone connects.
     let metrics_addr = if serves {
-        Some(serving.recv().await.context(
-            "the controller stopped before serving its endpoints (see its log)",
-        )?)
+        Some(
+            serving
+                .recv()
+                .await
+                .context("the controller stopped before serving its endpoints (see its log)")?,
+        )
     } else {
         None
     };

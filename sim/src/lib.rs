@@ -48,6 +48,10 @@ pub struct SimConfig {
     /// Install the CRDs of the kinds the simulator drives (OpenKruise CloneSet,
     /// Gateway API HTTPRoute) at start.
     pub install_crds: bool,
+    /// Seeds the gateway's random choices (which pod answers, whether a weighted
+    /// canary takes a request, simulated errors) so that a run can be repeated
+    /// exactly; `None` seeds from the operating system.
+    pub seed: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -57,6 +61,7 @@ impl Default for SimConfig {
             gateway_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             pods: PodBehaviour::default(),
             install_crds: true,
+            seed: None,
         }
     }
 }
@@ -99,7 +104,11 @@ impl Sim {
                 api::router(store.clone(), audit.clone(), faults.clone()),
                 stopped.clone(),
             ),
-            serve(gateway, gateway::router(store.clone()), stopped),
+            serve(
+                gateway,
+                gateway::router(store.clone(), gateway::Dice::new(config.seed)),
+                stopped,
+            ),
         ];
         tracing::info!(api = %api_addr, gateway = %gateway_addr, "simulator started");
         Ok(Sim {

@@ -1,7 +1,6 @@
 //! A simulated cluster with the Sluice controller running in it, for end-to-end tests.
 
 use std::future::Future;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,8 +13,8 @@ use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use sluice::kruise::v1alpha1::Rollout;
 use sluice::local::{self, LocalController};
+use sluice_sim::Sim;
 use sluice_sim::store::ResKey;
-use sluice_sim::{PodBehaviour, Sim, SimConfig};
 
 /// The simulator, a client, and the controller.
 pub struct Cluster {
@@ -44,23 +43,26 @@ impl Cluster {
         sandbox: sluice::strategy::RuntimeConfig,
         configure: impl FnOnce(&Sim) -> sluice::controller::ControllerConfig,
     ) -> Cluster {
-        let sim = Sim::start(SimConfig {
-            pods: PodBehaviour {
-                ready_delay: Duration::from_millis(20),
-                restart_every: Duration::from_millis(100),
-            },
-            ..SimConfig::default()
-        })
-        .await
-        .expect("simulator");
+        let sim = sluice_testkit::sim().await;
+        let config = configure(&sim);
+        Cluster::on(sim, sandbox, config).await
+    }
+
+    /// The controller, configured as `config`, started on a running simulator.
+    pub async fn on(
+        sim: Sim,
+        sandbox: sluice::strategy::RuntimeConfig,
+        mut config: sluice::controller::ControllerConfig,
+    ) -> Cluster {
         let client = local::client(&sim).expect("client");
-        let mut config = configure(&sim);
         // The controller binds a free port itself and says which.
         config.metrics_addr = Some(([127, 0, 0, 1], 0).into());
         let controller = local::start_controller_with(&sim, sandbox, config)
             .await
             .expect("controller");
-        let metrics_addr = controller.metrics_addr().expect("the controller serves metrics");
+        let metrics_addr = controller
+            .metrics_addr()
+            .expect("the controller serves metrics");
         Cluster {
             sim,
             client,
@@ -94,30 +96,7 @@ impl Cluster {
 
     /// Applies YAML documents (server-side apply).
     pub async fn apply(&self, yaml: &str) {
-        for doc in yaml
-            .split("\n---")
-            .filter(|d| !d.trim().trim_start_matches("---").trim().is_empty())
-        {
-            let value: Value = serde_yaml_ng::from_str(doc).expect("yaml");
-            let api_version = value["apiVersion"].as_str().expect("apiVersion");
-            let kind = value["kind"].as_str().expect("kind");
-            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-            let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-            let ns = value["metadata"]["namespace"].as_str().unwrap_or("default");
-            let api: Api<DynamicObject> = if matches!(kind, "Namespace" | "ClusterStrategyModule") {
-                Api::all_with(self.client.clone(), &resource)
-            } else {
-                Api::namespaced_with(self.client.clone(), ns, &resource)
-            };
-            let name = value["metadata"]["name"].as_str().expect("name").to_owned();
-            api.patch(
-                &name,
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(&value),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("apply {kind}/{name}: {e}"));
-        }
+        sluice_testkit::apply(&self.client, yaml).await;
     }
 
     /// Merge-patches an object.
@@ -198,24 +177,13 @@ impl Cluster {
     }
 
     /// Waits until `check` holds, re-checking after every change in the cluster (and
-    /// every second, for time-based steps). Fails after 60 s: a safety net, not a clock.
-    pub async fn until<F, Fut>(&self, what: &str, mut check: F)
+    /// every second, for time-based steps).
+    pub async fn until<F, Fut>(&self, what: &str, check: F)
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
-        let mut events = self.sim.store().subscribe();
-        let limit = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if check().await {
-                return;
-            }
-            tokio::select! {
-                _ = events.recv() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = tokio::time::sleep_until(limit) => panic!("timed out waiting until {what}"),
-            }
-        }
+        sluice_testkit::until(&self.sim, what, check).await;
     }
 
     /// Waits until the Rollout's status satisfies `check`.
@@ -312,58 +280,7 @@ pub fn within_binomial(hits: u32, n: u32, p: f64) -> bool {
     (f64::from(hits) - mean).abs() <= 3.29 * sd
 }
 
-/// A Deployment manifest of `replicas` pods of `image`, labelled `app: <name>`.
-pub fn deployment_yaml(name: &str, image: &str, replicas: u32) -> String {
-    format!(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      containers: [{{name: {name}, image: "{image}"}}]
-"#
-    )
-}
-
-/// A plain HTTP GET: (status, body).
-pub async fn http_get(url: &str) -> (u16, String) {
-    let client: HttpClient<_, Full<Bytes>> = HttpClient::builder(TokioExecutor::new()).build_http();
-    let resp = client
-        .request(
-            hyper::Request::get(url)
-                .body(Full::new(Bytes::new()))
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    let code = resp.status().as_u16();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (code, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// A GET with a Host header; the status (0 when the request failed).
-pub async fn http_get_host(url: &str, host: &str) -> u16 {
-    let client: HttpClient<_, Full<Bytes>> = HttpClient::builder(TokioExecutor::new()).build_http();
-    let Ok(req) = hyper::Request::get(url)
-        .header("host", host)
-        .body(Full::new(Bytes::new()))
-    else {
-        return 0;
-    };
-    match client.request(req).await {
-        Ok(resp) => {
-            let code = resp.status().as_u16();
-            let _ = resp.into_body().collect().await;
-            code
-        }
-        Err(_) => 0,
-    }
-}
+pub use sluice_testkit::{deployment_yaml, http_get};
 
 /// The Service `echo` and an Ingress sending `echo.example.com/` to it.
 pub const SERVICE_AND_INGRESS: &str = r#"

@@ -103,52 +103,37 @@ pub async fn https_server_with(handler: Handler) -> HttpsServer {
     HttpsServer { url, ca_file, task }
 }
 
-/// Debian's `docker-registry` on loopback.
+/// Debian's `docker-registry` on loopback, on a port it chose.
 pub struct Registry {
+    /// `127.0.0.1:<port>`.
     pub addr: String,
-    child: std::process::Child,
+    _daemon: sluice_testkit::Daemon,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 pub async fn registry() -> Registry {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
     let config = dir.path().join("config.yml");
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: {addr}}}\n",
+            "version: 0.1\nlog: {{level: info}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:0}}\n",
             dir.path().join("data").display()
         ),
     )
     .expect("config");
-    let child = std::process::Command::new("docker-registry")
-        .args(["serve", &config.display().to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("Debian's docker-registry is installed (.ci/run installs it: apt-get install docker-registry)");
-    // Ready when it accepts connections (bounded: it starts in milliseconds).
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let mut command = tokio::process::Command::new("docker-registry");
+    command.arg("serve").arg(&config);
+    let daemon = sluice_testkit::Daemon::start(
+        command,
+        "docker-registry",
+        r"listening on (127\.0\.0\.1:\d+)",
+        "install Debian's docker-registry (.ci/run does: apt-get install docker-registry)",
+    )
+    .await;
     Registry {
-        addr,
-        child,
+        addr: daemon.addr.clone(),
+        _daemon: daemon,
         _dir: dir,
     }
 }

@@ -24,6 +24,10 @@ pub struct DevArgs {
     /// Milliseconds from a pod's creation to its readiness.
     #[arg(long, default_value_t = 500)]
     pub pod_ready_ms: u64,
+    /// Seed of the gateway's random choices (which pod answers, whether a weighted
+    /// canary takes a request): the same seed and requests give the same answers.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Where modules come from and what they may query, as for `sluice controller`.
     #[command(flatten)]
     pub sources: super::controller::SourceArgs,
@@ -41,6 +45,7 @@ pub fn run(args: DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode
                 ..PodBehaviour::default()
             },
             install_crds: true,
+            seed: args.seed,
         })
         .await?;
         sim.write_kubeconfig(&args.kubeconfig)?;

@@ -2,6 +2,7 @@
 //! (with ingress-nginx's canary annotations) and HTTPRoutes, to the ready pods behind
 //! a Service, whose simulated containers answer per version.
 
+mod dice;
 mod metrics;
 mod route;
 
@@ -20,6 +21,7 @@ use crate::object::Meta;
 use crate::store::{ResKey, Store};
 use crate::workloads::pods;
 
+pub use dice::Dice;
 pub use metrics::GatewayMetrics;
 pub use route::{Backend, resolve};
 
@@ -28,13 +30,15 @@ pub use route::{Backend, resolve};
 pub struct GatewayState {
     store: Arc<Store>,
     metrics: Arc<GatewayMetrics>,
+    dice: Arc<Dice>,
 }
 
-/// The gateway's router.
-pub fn router(store: Arc<Store>) -> Router {
+/// The gateway's router, its random choices made by `dice`.
+pub fn router(store: Arc<Store>, dice: Dice) -> Router {
     let state = GatewayState {
         store,
         metrics: Arc::new(GatewayMetrics::new()),
+        dice: Arc::new(dice),
     };
     Router::new().fallback(handle).with_state(state)
 }
@@ -57,7 +61,7 @@ async fn handle(State(state): State<GatewayState>, request: Request<Body>) -> Re
         })
         .unwrap_or("")
         .to_owned();
-    let Some(backend) = resolve(&state.store, &host, uri.path(), &headers) else {
+    let Some(backend) = resolve(&state.store, &host, uri.path(), &headers, &state.dice) else {
         if uri.path() == "/metrics" {
             return state.metrics.render();
         }
@@ -78,7 +82,7 @@ async fn handle(State(state): State<GatewayState>, request: Request<Body>) -> Re
         )
             .into_response();
     }
-    let pod = &endpoints[rand::random_range(0..endpoints.len())];
+    let pod = &endpoints[state.dice.index(endpoints.len())];
     let version = version_of(pod);
     let latency = pods::env(pod, "SIM_LATENCY_MS")
         .and_then(|ms| ms.parse::<u64>().ok())
@@ -89,7 +93,7 @@ async fn handle(State(state): State<GatewayState>, request: Request<Body>) -> Re
     let error_rate = pods::env(pod, "SIM_ERROR_RATE")
         .and_then(|r| r.parse::<f64>().ok())
         .unwrap_or(0.0);
-    let (code, body) = if rand::random::<f64>() < error_rate {
+    let (code, body) = if state.dice.unit() < error_rate {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
             "Internal Server Error\n".to_owned(),

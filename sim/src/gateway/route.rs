@@ -9,6 +9,7 @@
 use axum::http::HeaderMap;
 use serde_json::Value;
 
+use super::Dice;
 use crate::object::Meta;
 use crate::store::{ResKey, Store};
 
@@ -24,8 +25,15 @@ pub struct Backend {
 }
 
 /// The backend for a request, if any Ingress or HTTPRoute routes it.
-pub fn resolve(store: &Store, host: &str, path: &str, headers: &HeaderMap) -> Option<Backend> {
-    ingress(store, host, path, headers).or_else(|| http_route(store, host, path, headers))
+pub fn resolve(
+    store: &Store,
+    host: &str,
+    path: &str,
+    headers: &HeaderMap,
+    dice: &Dice,
+) -> Option<Backend> {
+    ingress(store, host, path, headers, dice)
+        .or_else(|| http_route(store, host, path, headers, dice))
 }
 
 struct IngressMatch {
@@ -84,7 +92,13 @@ fn ingress_matches(ingress: &Value, host: &str, path: &str) -> Option<IngressMat
     best
 }
 
-fn ingress(store: &Store, host: &str, path: &str, headers: &HeaderMap) -> Option<Backend> {
+fn ingress(
+    store: &Store,
+    host: &str,
+    path: &str,
+    headers: &HeaderMap,
+    dice: &Dice,
+) -> Option<Backend> {
     let all = store
         .list(&ResKey::new("networking.k8s.io", "ingresses"), None)
         .items;
@@ -110,7 +124,7 @@ fn ingress(store: &Store, host: &str, path: &str, headers: &HeaderMap) -> Option
         .into_iter()
         .find(|c| c.path_len == main.path_len && c.namespace == main.namespace);
     let chosen = match canary {
-        Some(c) if takes_request(&c.annotations, headers) => c,
+        Some(c) if takes_request(&c.annotations, headers, dice) => c,
         _ => main,
     };
     Some(Backend {
@@ -120,7 +134,11 @@ fn ingress(store: &Store, host: &str, path: &str, headers: &HeaderMap) -> Option
 }
 
 /// ingress-nginx's canary rules, in their order of precedence.
-pub fn takes_request(annotations: &serde_json::Map<String, Value>, headers: &HeaderMap) -> bool {
+pub fn takes_request(
+    annotations: &serde_json::Map<String, Value>,
+    headers: &HeaderMap,
+    dice: &Dice,
+) -> bool {
     let get = |k: &str| {
         annotations
             .get(&format!("{ANNOTATION}{k}"))
@@ -158,7 +176,7 @@ pub fn takes_request(annotations: &serde_json::Map<String, Value>, headers: &Hea
     let total: u64 = get("canary-weight-total")
         .and_then(|w| w.parse().ok())
         .unwrap_or(100);
-    weight > 0 && rand::random_range(0..total.max(1)) < weight
+    weight > 0 && dice.below(total.max(1)) < weight
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -172,7 +190,13 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn http_route(store: &Store, host: &str, path: &str, headers: &HeaderMap) -> Option<Backend> {
+fn http_route(
+    store: &Store,
+    host: &str,
+    path: &str,
+    headers: &HeaderMap,
+    dice: &Dice,
+) -> Option<Backend> {
     let routes = store
         .list(
             &ResKey::new("gateway.networking.k8s.io", "httproutes"),
@@ -240,7 +264,7 @@ fn http_route(store: &Store, host: &str, path: &str, headers: &HeaderMap) -> Opt
     if total == 0 {
         return None;
     }
-    let mut pick = rand::random_range(0..total);
+    let mut pick = dice.below(total);
     for (name, weight) in backends {
         if pick < weight {
             return Some(Backend {
@@ -299,6 +323,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn dice() -> Dice {
+        Dice::new(Some(1))
+    }
+
     fn annotations(v: Value) -> serde_json::Map<String, Value> {
         v.as_object()
             .unwrap()
@@ -320,29 +348,39 @@ mod tests {
         let exact = annotations(
             json!({"canary": "true", "canary-by-header": "x-canary", "canary-by-header-value": "yes"}),
         );
-        assert!(takes_request(&exact, &headers(&[("x-canary", "yes")])));
-        assert!(!takes_request(&exact, &headers(&[("x-canary", "no")])));
-        assert!(!takes_request(&exact, &headers(&[])));
+        assert!(takes_request(
+            &exact,
+            &headers(&[("x-canary", "yes")]),
+            &dice()
+        ));
+        assert!(!takes_request(
+            &exact,
+            &headers(&[("x-canary", "no")]),
+            &dice()
+        ));
+        assert!(!takes_request(&exact, &headers(&[]), &dice()));
         let pattern = annotations(
             json!({"canary": "true", "canary-by-header": "user-agent", "canary-by-header-pattern": ".*Android.*"}),
         );
         assert!(takes_request(
             &pattern,
-            &headers(&[("user-agent", "Mozilla (Linux; Android 14)")])
+            &headers(&[("user-agent", "Mozilla (Linux; Android 14)")]),
+            &dice()
         ));
         assert!(!takes_request(
             &pattern,
-            &headers(&[("user-agent", "curl/8")])
+            &headers(&[("user-agent", "curl/8")]),
+            &dice()
         ));
         let plain = annotations(
             json!({"canary": "true", "canary-by-header": "x-canary", "canary-weight": "100"}),
         );
         assert!(
-            !takes_request(&plain, &headers(&[("x-canary", "never")])),
+            !takes_request(&plain, &headers(&[("x-canary", "never")]), &dice()),
             "never beats weight 100"
         );
         assert!(
-            takes_request(&plain, &headers(&[("x-canary", "other")])),
+            takes_request(&plain, &headers(&[("x-canary", "other")]), &dice()),
             "other values fall through to the weight"
         );
     }
@@ -354,20 +392,27 @@ mod tests {
         );
         assert!(takes_request(
             &a,
-            &headers(&[("cookie", "theme=dark; beta=always")])
+            &headers(&[("cookie", "theme=dark; beta=always")]),
+            &dice()
         ));
-        assert!(!takes_request(&a, &headers(&[("cookie", "beta=never")])));
+        assert!(!takes_request(
+            &a,
+            &headers(&[("cookie", "beta=never")]),
+            &dice()
+        ));
         assert!(
             !takes_request(
                 &a,
-                &headers(&[("x-canary", "never"), ("cookie", "beta=always")])
+                &headers(&[("x-canary", "never"), ("cookie", "beta=always")]),
+                &dice()
             ),
             "header first"
         );
         assert!(
             takes_request(
                 &a,
-                &headers(&[("x-canary", "always"), ("cookie", "beta=never")])
+                &headers(&[("x-canary", "always"), ("cookie", "beta=never")]),
+                &dice()
             ),
             "header first"
         );
@@ -377,11 +422,13 @@ mod tests {
     fn weight_zero_and_full() {
         assert!(!takes_request(
             &annotations(json!({"canary": "true", "canary-weight": "0"})),
-            &headers(&[])
+            &headers(&[]),
+            &dice()
         ));
         assert!(takes_request(
             &annotations(json!({"canary": "true", "canary-weight": "100"})),
-            &headers(&[])
+            &headers(&[]),
+            &dice()
         ));
     }
 }
