@@ -8,7 +8,8 @@ use std::thread;
 
 use sluice::strategy::model::StepState;
 use sluice::strategy::{
-    Capability, Grants, Limits, MetricsError, NoMetrics, Runtime, Strategy, StrategyError,
+    Capability, Grants, Limits, MetricsError, MetricsSource, NoMetrics, Runtime, Strategy,
+    StrategyError,
 };
 use support::*;
 
@@ -220,6 +221,20 @@ fn granted_capabilities_work_and_provider_grants_are_enforced() {
     assert_eq!(d.message, "metric -1");
 }
 
+/// Tells the test when the module asked its first query.
+struct Announced(std::sync::Mutex<std::sync::mpsc::Sender<()>>);
+
+impl MetricsSource for Announced {
+    fn query<'a>(
+        &'a self,
+        _provider: &'a str,
+        _query: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<f64, MetricsError>> {
+        let _ = self.0.lock().expect("sender").send(());
+        Box::pin(std::future::ready(Ok(1.0)))
+    }
+}
+
 #[test]
 fn a_runaway_module_does_not_hold_up_others() {
     let runtime = Arc::new(runtime_with(|c| c.fuel = false));
@@ -229,16 +244,28 @@ fn a_runaway_module_does_not_hold_up_others() {
             deadline_ms: 2_000,
             ..Limits::default()
         },
-        Grants::none(),
+        Grants {
+            log: false,
+            metrics: ["prometheus".to_owned()].into(),
+        },
     );
+    let (started, loop_started) = std::sync::mpsc::channel();
     let background = {
         let runtime = runtime.clone();
         thread::spawn(move || {
             let mut input = observation(vec![weight_step(20)], 1, StepState::StepUpgrade);
-            input.config = "loop".into();
-            runtime.decide(&looping, &input, Arc::new(NoMetrics))
+            input.config = "announced-loop".into();
+            runtime.decide(
+                &looping,
+                &input,
+                Arc::new(Announced(std::sync::Mutex::new(started))),
+            )
         })
     };
+    // The good module's decisions are made while the other one loops, not before.
+    loop_started
+        .recv()
+        .expect("the looping module starts and announces it");
     for _ in 0..200 {
         assert_good_module_still_decides(&runtime);
     }

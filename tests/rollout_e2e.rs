@@ -460,6 +460,10 @@ async fn deleting_the_rollout_releases_the_workload() {
     v1_healthy(&c, "[{weight: 20, pause: {}}]", 5).await;
     c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
     c.until_paused_at("echo", 1).await;
+    // The canary Ingress and Service are owned by the Rollout: garbage collection
+    // would remove them too, but only after the Rollout is gone. The controller's
+    // cleanup is what happens while its finalizer still holds the Rollout.
+    let mut changes = c.sim.store().subscribe();
     kube::Api::<sluice::kruise::v1alpha1::Rollout>::namespaced(c.client.clone(), "default")
         .delete("echo", &Default::default())
         .await
@@ -468,6 +472,35 @@ async fn deleting_the_rollout_releases_the_workload() {
         c.object("rollouts.kruise.io", "rollouts", "echo").is_none()
     })
     .await;
+    let mut before_removal = Vec::new();
+    while let Ok(change) = changes.try_recv() {
+        let name = change
+            .object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str);
+        if change.res.plural == "rollouts" && change.kind == sluice_sim::store::EventType::Deleted {
+            break;
+        }
+        if change.kind == sluice_sim::store::EventType::Deleted {
+            before_removal.push(format!("{}/{}", change.res.plural, name.unwrap_or("")));
+        }
+        if change.res.plural == "deployments"
+            && name == Some("echo")
+            && change.object.pointer("/spec/paused") != Some(&Value::Bool(true))
+        {
+            before_removal.push("deployments/echo released".into());
+        }
+    }
+    for done in [
+        "ingresses/echo-canary",
+        "services/echo-canary",
+        "deployments/echo released",
+    ] {
+        assert!(
+            before_removal.iter().any(|d| d == done),
+            "{done} by the controller before the Rollout went: {before_removal:?}"
+        );
+    }
     assert!(
         c.object("networking.k8s.io", "ingresses", "echo-canary")
             .is_none()
@@ -719,24 +752,64 @@ async fn an_invalid_rollout_gets_a_condition_and_changes_nothing() {
 #[tokio::test]
 async fn a_failing_strategy_pauses_its_rollout_only() {
     let c = Cluster::start().await;
+    // Two teams' workloads in one namespace: one Rollout names a module that
+    // cannot be loaded, its neighbour runs the built-in steps.
     c.apply(&app("barnett/canarydemo:v1", 3)).await;
     let broken = rollout("[{weight: 20, pause: {}}]").replace(
         "metadata: {name: echo}",
         "metadata: {name: echo, annotations: {strategy.sluice.dev/module: 'builtin:missing'}}",
     );
     c.apply(&broken).await;
+    c.apply(&support::cluster::deployment_yaml(
+        "neighbour",
+        "barnett/canarydemo:v1",
+        3,
+    ))
+    .await;
+    c.apply(
+        "apiVersion: rollouts.kruise.io/v1alpha1\nkind: Rollout\nmetadata: {name: neighbour}\nspec:\n  objectRef: {workloadRef: {apiVersion: apps/v1, kind: Deployment, name: neighbour}}\n  strategy: {canary: {steps: [{replicas: 1, pause: {}}]}}\n",
+    )
+    .await;
     c.until_healthy("echo").await;
+    c.until_healthy("neighbour").await;
+    for name in ["echo", "neighbour"] {
+        c.until(&format!("{name} is held"), || async {
+            c.deployment(name).await.spec.paused == Some(true)
+        })
+        .await;
+    }
     c.apply(&deployment("barnett/canarydemo:v2", 3)).await;
+    c.apply(&support::cluster::deployment_yaml(
+        "neighbour",
+        "barnett/canarydemo:v2",
+        3,
+    ))
+    .await;
     c.until_rollout("echo", "strategy failed", |r| {
         condition(r, "StrategyReady")
             .is_some_and(|(s, reason)| s == "False" && reason == "ModuleNotFound")
     })
     .await;
-    assert!(
-        canary_deployments(&c).is_empty(),
-        "nothing was released without a decision"
+    // The neighbour's release goes on: its canary runs, its step waits for a person.
+    c.until_paused_at("neighbour", 1).await;
+    assert_eq!(
+        condition(&c.rollout("neighbour").await, "StrategyReady"),
+        Some(("True".to_owned(), "Decided".to_owned())),
+        "the neighbour's strategy decides"
     );
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 0);
+    // A reconcile writes its status after its other writes: by the time the failure
+    // is reported, a canary made for it would exist. None was.
+    let canaries: Vec<String> = canary_deployments(&c)
+        .iter()
+        .filter_map(|d| d.pointer("/metadata/labels/rollouts.kruise.io~1canary-deployment"))
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(canaries, ["neighbour"], "only the neighbour has a canary");
+    assert_eq!(
+        c.ready_pods_with("barnett/canarydemo:v2"),
+        1,
+        "the neighbour's one canary pod only"
+    );
     // Fixing the annotation lets the same rollout go on.
     c.patch(
         "rollouts.kruise.io/v1alpha1",

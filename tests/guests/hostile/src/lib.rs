@@ -47,6 +47,15 @@ impl Strategy for Hostile {
                     n = black_box(n.wrapping_add(1));
                 }
             }
+            // Says it started (a query the host sees), then loops: a test knows the
+            // loop is running before it measures what the loop does to others.
+            "announced-loop" => {
+                let _ = metrics::query("prometheus", "started");
+                let mut n: u64 = 0;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
             "memory" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
