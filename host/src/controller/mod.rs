@@ -78,6 +78,8 @@ pub struct ControllerConfig {
     pub insecure_registries: Vec<String>,
     /// The clock reconciles read `now` from.
     pub clock: Arc<dyn Clock>,
+    /// What the Rollout validation rules are told (`--partition-percent-limit`).
+    pub validation: crate::kruise::validate::Options,
 }
 
 impl Default for ControllerConfig {
@@ -93,6 +95,7 @@ impl Default for ControllerConfig {
             download_dir: None,
             insecure_registries: Vec::new(),
             clock: crate::clock::system(),
+            validation: crate::kruise::validate::Options::default(),
         }
     }
 }
@@ -107,6 +110,7 @@ pub struct Context {
     metrics: Arc<ControllerMetrics>,
     rollouts: Store<Rollout>,
     clock: Arc<dyn Clock>,
+    validation: crate::kruise::validate::Options,
 }
 
 /// Reconciles one Rollout: observe → decide → plan → apply → report.
@@ -123,6 +127,7 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
             fetcher: &ctx.fetcher,
             admission: &ctx.admission,
             now_ms: ctx.clock.now_ms(),
+            validation: ctx.validation,
         };
         let conflicting = watches::conflicting(&ctx.rollouts, &rollout);
         let (observed, stage) = observe::observe(&sources, &rollout, conflicting).await?;
@@ -320,6 +325,7 @@ pub async fn run(
         metrics: metrics.clone(),
         rollouts: store.clone(),
         clock: config.clock.clone(),
+        validation: config.validation,
     });
     tokio::spawn(count_phases(store.clone(), metrics.clone()));
     tokio::spawn(module_status::run(

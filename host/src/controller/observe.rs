@@ -25,6 +25,8 @@ pub struct Sources<'a> {
     pub admission: &'a Admission,
     /// Now.
     pub now_ms: u64,
+    /// What the validating rules are told.
+    pub validation: crate::kruise::validate::Options,
 }
 
 /// Reads everything the plan needs about `rollout`, and the stage it is in.
@@ -35,6 +37,7 @@ pub async fn observe(
 ) -> Result<(Observed, Stage), Error> {
     let snapshot = read(sources.client, rollout, conflicting, sources.now_ms).await?;
     let mut observed = Observed::from_snapshot(&snapshot);
+    observed.validation = sources.validation;
     let stage = plan::stage(&observed);
     // The module is resolved (its object read, its bytes fetched) only when this
     // reconcile asks it something: a decision, or a check of a named module's

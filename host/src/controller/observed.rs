@@ -111,6 +111,8 @@ pub struct Observed {
     pub module: ModuleChoice,
     /// Now, Unix milliseconds.
     pub now: u64,
+    /// What the validating rules are told (the partition limit).
+    pub validation: crate::kruise::validate::Options,
 }
 
 impl Snapshot {
@@ -173,6 +175,7 @@ impl Observed {
                 resolved: None,
             },
             now: snapshot.now,
+            validation: crate::kruise::validate::Options::default(),
         }
     }
 

@@ -87,25 +87,26 @@ pub fn rollouts_using(
         .collect()
 }
 
-/// Other Rollouts of `rollout`'s namespace releasing the same workload: the
-/// one-Rollout-per-workload rule's input. Only those are cloned.
+/// Other Rollouts of `rollout`'s namespace that hold the same workload before it:
+/// enabled, and created earlier (by name when at the same second). The admission
+/// webhook refuses a second Rollout of a workload; where none ran, the older one
+/// keeps the workload and the newer one is invalid. Only those are cloned.
 pub fn conflicting(store: &Store<Rollout>, rollout: &Rollout) -> Vec<Rollout> {
     let Some(w) = rollout.spec.object_ref.workload_ref.as_ref() else {
         return Vec::new();
     };
     let ns = rollout.namespace();
     let name = rollout.name_any();
+    let created = |r: &Rollout| (r.metadata.creation_timestamp.clone(), r.name_any());
     store
         .state()
         .iter()
         .filter(|r| {
             r.namespace() == ns
                 && r.name_any() != name
-                && r.spec
-                    .object_ref
-                    .workload_ref
-                    .as_ref()
-                    .is_some_and(|o| o.kind == w.kind && o.name == w.name)
+                && !r.spec.disabled
+                && r.spec.object_ref.workload_ref.as_ref() == Some(w)
+                && created(r) < created(rollout)
         })
         .map(|r| (**r).clone())
         .collect()

@@ -307,4 +307,8 @@ pub struct StrategyStatus {
     /// The last decision's action.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub last_action: String,
+    /// The workload and traffic routing the current release started with, hashed:
+    /// neither may change until it ends.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub release_fingerprint: String,
 }

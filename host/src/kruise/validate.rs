@@ -1,155 +1,517 @@
-//! What Kruise's validating webhook rejects, checked by the controller instead: an
-//! invalid Rollout gets a condition and an event naming the field, and nothing in the
-//! cluster changes.
+//! Kruise's validating webhook for `rollouts.kruise.io/v1alpha1` Rollouts: the same
+//! rules, in the same order, with the same field paths and messages, so that a
+//! refusal reads as Kruise's does. The admission webhook serves these; the
+//! controller checks them again at each reconcile, for clusters without the webhook.
+//!
+//! Where Sluice cannot release something Kruise accepts (a DaemonSet, an ALB
+//! ingress), it refuses it with Kruise's wording for the same field; rules of its own
+//! come after Kruise's. docs/kruise-compatibility.md lists both.
 
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::v1alpha1::{Rollout, RolloutSpec, TrafficRoutingRef};
-use crate::rollout::spec;
-use crate::strategy::model::Replicas;
+use super::v1alpha1::{
+    CanaryStep, GatewayTrafficRouting, IngressTrafficRouting, Rollout, RolloutSpec,
+    TrafficRoutingRef, WorkloadRef,
+};
 
-/// Ingress controllers Sluice routes for.
+/// The annotation choosing a Deployment's rolling style.
+pub const ROLLING_STYLE: &str = "rollouts.kruise.io/rolling-style";
+
+/// Ingress classes Sluice routes for.
 pub const SUPPORTED_INGRESS_CLASSES: &[&str] = &["nginx"];
 
-/// A Rollout's problems, each naming its field; empty when valid.
-pub fn validate(rollout: &Rollout, others: &[&Rollout]) -> Vec<String> {
+/// Kruise's default `--partition-percent-limit`: the largest percentage of replicas a
+/// partition-style step with traffic may update.
+pub const DEFAULT_PARTITION_LIMIT: i64 = 50;
+
+/// One problem with a field, rendered as Kubernetes renders a `field.Error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Kruise's path (`Spec.Strategy.Canary.Steps[0].Replicas`).
+    pub path: String,
+    /// What is wrong.
+    pub kind: ErrorKind,
+}
+
+/// How a field is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The value is wrong: the value as Kubernetes prints it, and why.
+    Invalid {
+        /// The value, printed.
+        value: String,
+        /// Why.
+        detail: String,
+    },
+    /// The change is not allowed.
+    Forbidden {
+        /// Why.
+        detail: String,
+    },
+}
+
+impl FieldError {
+    fn invalid(
+        path: impl Into<String>,
+        value: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            path: path.into(),
+            kind: ErrorKind::Invalid {
+                value: value.into(),
+                detail: detail.into(),
+            },
+        }
+    }
+
+    /// A change that is not allowed.
+    pub fn forbidden(path: impl Into<String>, detail: impl Into<String>) -> Self {
+        FieldError {
+            path: path.into(),
+            kind: ErrorKind::Forbidden {
+                detail: detail.into(),
+            },
+        }
+    }
+
+    /// Why, without the path and value.
+    pub fn detail(&self) -> &str {
+        match &self.kind {
+            ErrorKind::Invalid { detail, .. } | ErrorKind::Forbidden { detail } => detail,
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Invalid { value, detail } => {
+                write!(f, "{}: Invalid value: {value}: {detail}", self.path)
+            }
+            ErrorKind::Forbidden { detail } => write!(f, "{}: Forbidden: {detail}", self.path),
+        }
+    }
+}
+
+/// The message of a refusal: one error as it is, several as `[a, b]`, repeats once.
+pub fn aggregate(errors: &[FieldError]) -> String {
+    let mut messages: Vec<String> = Vec::new();
+    for e in errors {
+        let m = e.to_string();
+        if !messages.contains(&m) {
+            messages.push(m);
+        }
+    }
+    match messages.len() {
+        1 => messages.remove(0),
+        _ => format!("[{}]", messages.join(", ")),
+    }
+}
+
+/// What the validator is told besides the Rollout.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// `--partition-percent-limit`.
+    pub partition_limit: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            partition_limit: DEFAULT_PARTITION_LIMIT,
+        }
+    }
+}
+
+/// How a Rollout releases its workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollingStyle {
+    /// An extra canary Deployment.
+    Canary,
+    /// The workload's own pods, in place.
+    Partition,
+}
+
+/// The rolling style of `rollout`: canary for a Deployment unless its annotation
+/// says partition; partition for every other workload.
+pub fn rolling_style(rollout: &Rollout) -> RollingStyle {
+    let annotation = rollout
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROLLING_STYLE))
+        .map(|s| s.to_lowercase())
+        .unwrap_or_default();
+    let deployment = rollout
+        .spec
+        .object_ref
+        .workload_ref
+        .as_ref()
+        .is_some_and(|w| w.api_version == "apps/v1" && w.kind == "Deployment");
+    if deployment && (annotation.is_empty() || annotation == "canary") {
+        RollingStyle::Canary
+    } else {
+        RollingStyle::Partition
+    }
+}
+
+/// The rules of a Rollout being created (and of the new object of an update).
+/// `others` are the other Rollouts of its namespace.
+pub fn validate(rollout: &Rollout, others: &[&Rollout], options: Options) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    let spec = &rollout.spec;
-    let ns = rollout.metadata.namespace.as_deref().unwrap_or("");
-    match &spec.object_ref.workload_ref {
-        None => errors.push("spec.objectRef.workloadRef: is required; name the Deployment, CloneSet or StatefulSet to release".into()),
-        Some(w) => {
-            if crate::workload::for_ref(&w.api_version, &w.kind).is_none() {
-                errors.push(format!(
-                    "spec.objectRef.workloadRef: {} {} is not supported; use one of {}",
-                    w.api_version,
-                    w.kind,
-                    crate::workload::supported()
-                ));
-            }
-            if w.name.is_empty() {
-                errors.push("spec.objectRef.workloadRef.name: is required".into());
-            }
-            for other in others {
-                let same_workload = other.metadata.namespace.as_deref() == Some(ns)
-                    && other.metadata.name != rollout.metadata.name
-                    && !other.spec.disabled
-                    && other.spec.object_ref.workload_ref.as_ref().is_some_and(|o| o.kind == w.kind && o.name == w.name);
-                // The older Rollout keeps the workload; the newer one is the conflict.
-                if same_workload && !spec.disabled && other.metadata.creation_timestamp <= rollout.metadata.creation_timestamp {
-                    errors.push(format!(
-                        "spec.objectRef.workloadRef: This rollout conflict with Rollout({}/{}), one workload only have less than one Rollout",
-                        ns,
-                        other.metadata.name.as_deref().unwrap_or("")
-                    ));
-                }
-            }
-        }
-    }
-    let Some(canary) = &spec.strategy.canary else {
-        errors.push("spec.strategy.canary: is required; add canary steps".into());
-        return errors;
-    };
-    if canary.steps.is_empty() {
-        errors.push("spec.strategy.canary.steps: the rollout needs at least one step".into());
-    }
-    match spec::steps(&canary.steps) {
-        Err(step_errors) => errors.extend(step_errors),
-        Ok(steps) => {
-            let mut last_replicas: Option<(usize, Replicas)> = None;
-            let mut last_weight: Option<u8> = None;
-            for (i, (written, step)) in canary.steps.iter().zip(&steps).enumerate() {
-                let at = format!("spec.strategy.canary.steps[{i}]");
-                if step.traffic_weight.is_none() && step.replicas.is_none() {
-                    errors.push(format!(
-                        "{at}: weight and replicas cannot be empty at the same time"
-                    ));
-                }
-                if let Some(w) = written.weight
-                    && !(1..=100).contains(&w)
-                {
-                    errors.push(format!("{at}.weight: {w} must be between 1 and 100"));
-                }
-                if step.replicas.is_some_and(|r| r.resolve(100) == 0) {
-                    errors.push(format!("{at}.replicas: must be more than 0"));
-                }
-                if let Some(w) = step.traffic_weight.map(|w| w.get()) {
-                    if last_weight.is_some_and(|l| w < l) {
-                        errors.push(format!("{at}.weight: {w} is less than the previous step's; steps may not decrease"));
-                    }
-                    last_weight = Some(w);
-                }
-                if let Some(r) = step.replicas.or(step.traffic_weight.map(Replicas::Percent)) {
-                    if let Some((_, prev)) = last_replicas
-                        && decreases(prev, r)
-                    {
-                        errors.push(format!("{at}.replicas: {r} is less than the previous step's {prev}; steps may not decrease"));
-                    }
-                    last_replicas = Some((i, r));
-                }
-            }
-        }
-    }
-    if canary.traffic_routings.len() > 1 {
-        errors.push(
-            "spec.strategy.canary.trafficRoutings: only one traffic routing is supported".into(),
-        );
-    }
-    for (i, t) in canary.traffic_routings.iter().enumerate() {
-        errors.extend(traffic_routing(i, t));
-    }
+    errors.extend(object_ref(&rollout.spec));
+    errors.extend(rolling_style_annotation(rollout));
+    errors.extend(strategy(rollout, options));
+    errors.extend(conflict(rollout, others));
     errors
 }
 
-/// Whether going from `a` to `b` lowers the canary: comparable only for the same unit.
-fn decreases(a: Replicas, b: Replicas) -> bool {
-    match (a, b) {
-        (Replicas::Count(x), Replicas::Count(y)) => y < x,
-        (Replicas::Percent(x), Replicas::Percent(y)) => y < x,
-        _ => false,
+/// The rules of an update: those of the new object, then, while the release runs
+/// (the latest phase is Progressing or Terminating), what may not change.
+pub fn validate_update(
+    latest: &Rollout,
+    new: &Rollout,
+    others: &[&Rollout],
+    options: Options,
+) -> Vec<FieldError> {
+    let errors = validate(new, others, options);
+    if !errors.is_empty() {
+        return errors;
     }
+    let phase = latest.status.as_ref().and_then(|s| s.phase.as_deref());
+    if !matches!(phase, Some("Progressing" | "Terminating")) {
+        return Vec::new();
+    }
+    if latest.spec.object_ref != new.spec.object_ref {
+        return vec![FieldError::forbidden(
+            "Spec.ObjectRef",
+            "Rollout 'ObjectRef' field is immutable",
+        )];
+    }
+    let routings = |r: &Rollout| {
+        r.spec
+            .strategy
+            .canary
+            .as_ref()
+            .map(|c| c.traffic_routings.clone())
+    };
+    if routings(latest) != routings(new) {
+        return vec![FieldError::forbidden(
+            "Spec.Strategy.Canary.TrafficRoutings",
+            "Rollout 'Strategy.Canary.TrafficRoutings' field is immutable",
+        )];
+    }
+    let style = |r: &Rollout| {
+        r.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ROLLING_STYLE))
+            .map(|s| s.to_lowercase())
+            .unwrap_or_default()
+    };
+    if style(latest) != style(new) {
+        return vec![FieldError::forbidden(
+            "Metadata.Annotation",
+            "Rollout 'Rolling-Style' annotation is immutable",
+        )];
+    }
+    Vec::new()
 }
 
-fn traffic_routing(i: usize, t: &TrafficRoutingRef) -> Vec<String> {
-    let at = format!("spec.strategy.canary.trafficRoutings[{i}]");
-    let mut errors = Vec::new();
-    if t.service.is_empty() {
-        errors.push(format!(
-            "{at}.service: is required; name the stable Service"
+fn object_ref(spec: &RolloutSpec) -> Option<FieldError> {
+    let path = "Spec.ObjectRef.WorkloadRef";
+    let Some(w) = &spec.object_ref.workload_ref else {
+        return Some(FieldError::invalid(path, NULL, "WorkloadRef is required"));
+    };
+    // Kruise accepts more kinds than Sluice releases; what Sluice cannot release
+    // is refused in Kruise's words.
+    if crate::workload::for_ref(&w.api_version, &w.kind).is_none() {
+        return Some(FieldError::invalid(
+            path,
+            workload_ref_value(w),
+            "WorkloadRef kind is not supported",
         ));
     }
-    if t.grace_period_seconds.is_some_and(|g| g < 0) {
-        errors.push(format!("{at}.gracePeriodSeconds: must be zero or more"));
-    }
-    let legacy_nginx = matches!(t.legacy_type.as_deref(), Some("nginx" | "ingress"));
-    match (&t.ingress, &t.gateway) {
-        (None, None) if legacy_nginx => {}
-        (None, None) => errors.push(format!(
-            "{at}: one of ingress or gateway is required (type: {:?} is not a traffic routing Sluice knows)",
-            t.legacy_type.as_deref().unwrap_or("")
+    None
+}
+
+fn rolling_style_annotation(rollout: &Rollout) -> Option<FieldError> {
+    let value = rollout
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROLLING_STYLE))?;
+    match value.to_lowercase().as_str() {
+        "" | "canary" | "partition" => None,
+        _ => Some(FieldError::invalid(
+            "RollingStyle",
+            quote(value),
+            "Rolling style must be 'Canary', 'Partition' or empty",
         )),
-        (Some(ingress), _) => {
-            if ingress.name.is_empty() {
-                errors.push(format!("{at}.ingress.name: is required"));
+    }
+}
+
+fn strategy(rollout: &Rollout, options: Options) -> Vec<FieldError> {
+    let path = "Spec.Strategy.Canary";
+    let Some(canary) = &rollout.spec.strategy.canary else {
+        return vec![FieldError::invalid(path, NULL, "Canary cannot be empty")];
+    };
+    let style = rolling_style(rollout);
+    let mut errors = Vec::new();
+    let with_traffic = !canary.traffic_routings.is_empty();
+    errors.extend(steps(&canary.steps, with_traffic, style, options));
+    if canary.traffic_routings.len() > 1 {
+        errors.push(FieldError::invalid(
+            path,
+            routings_value(&canary.traffic_routings),
+            "Rollout currently only support single TrafficRouting.",
+        ));
+    }
+    for routing in &canary.traffic_routings {
+        errors.extend(traffic_routing(routing));
+    }
+    errors.extend(sluice_rules(canary));
+    errors
+}
+
+/// `replicas` scaled against 100, as Kruise scales it: a count as it is, a
+/// percentage rounded up; `None` when it is neither.
+fn scaled(replicas: &IntOrString) -> Option<i64> {
+    match replicas {
+        IntOrString::Int(n) => Some(i64::from(*n)),
+        IntOrString::String(s) => s.strip_suffix('%')?.parse::<i64>().ok(),
+    }
+}
+
+fn is_percent(replicas: Option<&IntOrString>) -> bool {
+    !matches!(replicas, Some(IntOrString::Int(_)))
+}
+
+/// Kruise's step rules: the first broken one is reported.
+fn steps(
+    written: &[CanaryStep],
+    with_traffic: bool,
+    style: RollingStyle,
+    options: Options,
+) -> Option<FieldError> {
+    let path = "Spec.Strategy.Canary.Steps";
+    if written.is_empty() {
+        return Some(FieldError::invalid(
+            path,
+            steps_value(written),
+            "The number of Canary.Steps cannot be empty",
+        ));
+    }
+    let limit = options.partition_limit;
+    for (i, step) in written.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let whole = || steps_value(written);
+        match (&step.replicas, step.weight) {
+            (None, None) => {
+                return Some(FieldError::invalid(
+                    format!("{at}.steps"),
+                    whole(),
+                    "weight and replicas cannot be empty at the same time",
+                ));
             }
+            (Some(replicas), weight) => {
+                let value = scaled(replicas);
+                let percent = matches!(replicas, IntOrString::String(_));
+                if value.is_none_or(|v| v <= 0 || (percent && v > 100)) {
+                    return Some(FieldError::invalid(
+                        format!("{at}.Replicas"),
+                        int_or_string_value(replicas),
+                        "replicas must be positive number, or a percentage with \"0%\" < canaryReplicas <= \"100%\"",
+                    ));
+                }
+                if style == RollingStyle::Partition
+                    && percent
+                    && value.is_some_and(|v| v > limit)
+                    && (!step.matches.is_empty() || weight.is_some())
+                {
+                    return Some(FieldError::invalid(
+                        format!("{at}.steps"),
+                        whole(),
+                        "For patition style rollout: step[x].replicas must not greater than replicasLimitWithTraffic if traffic or matches specified",
+                    ));
+                }
+                // Kruise leaves a weight beside replicas unchecked; a weight outside
+                // 1–100 cannot be routed, so Sluice refuses it with Kruise's words.
+                if let Some(w) = weight
+                    && !(1..=100).contains(&w)
+                {
+                    return Some(weight_error(&at, w));
+                }
+            }
+            (None, Some(w)) => {
+                if style == RollingStyle::Partition && i64::from(w) > limit {
+                    return Some(FieldError::invalid(
+                        format!("{at}.steps"),
+                        whole(),
+                        "For patition style rollout: step[x].weight must not greater than replicasLimitWithTraffic if replicas is not specified",
+                    ));
+                }
+                if !(1..=100).contains(&w) {
+                    return Some(weight_error(&at, w));
+                }
+            }
+        }
+    }
+    for pair in written.windows(2) {
+        let (prev, curr) = (&pair[0], &pair[1]);
+        if with_traffic
+            && let (Some(p), Some(c)) = (prev.weight, curr.weight)
+            && c < p
+        {
+            return Some(FieldError::invalid(
+                format!("{path}.Weight"),
+                steps_value(written),
+                "Steps.Weight must be a non decreasing sequence",
+            ));
+        }
+        // A step without replicas counts its weight as a percentage; a count and a
+        // percentage are not compared.
+        if is_percent(prev.replicas.as_ref()) != is_percent(curr.replicas.as_ref()) {
+            continue;
+        }
+        let size = |s: &CanaryStep| match &s.replicas {
+            Some(r) => scaled(r).unwrap_or(0),
+            None => i64::from(s.weight.unwrap_or(0)),
+        };
+        if size(curr) < size(prev) {
+            return Some(FieldError::invalid(
+                format!("{path}.CanaryReplicas"),
+                steps_value(written),
+                "Steps.CanaryReplicas must be a non decreasing sequence",
+            ));
+        }
+    }
+    None
+}
+
+fn weight_error(at: &str, weight: i32) -> FieldError {
+    FieldError::invalid(
+        format!("{at}.Weight"),
+        weight.to_string(),
+        "weight must be positive number, and less than or equal to replicasLimitWithTraffic (defaults to 30)",
+    )
+}
+
+/// Kruise's rules for one traffic routing: every broken one is reported.
+fn traffic_routing(t: &TrafficRoutingRef) -> Vec<FieldError> {
+    let path = "Spec.Strategy.Canary.TrafficRouting";
+    let mut errors = Vec::new();
+    if t.grace_period_seconds.is_some_and(|g| g < 0) {
+        errors.push(FieldError::invalid(
+            format!("{path}.GracePeriodSeconds"),
+            quote(&t.service),
+            "TrafficRouting.GracePeriodSeconds cannot be negative",
+        ));
+    }
+    if t.service.is_empty() {
+        errors.push(FieldError::invalid(
+            format!("{path}.Service"),
+            quote(""),
+            "TrafficRouting.Service cannot be empty",
+        ));
+    }
+    // KubeVela's first kruise-rollout trait wrote `type: nginx` for an ingress of
+    // the Service's name: Sluice reads it so.
+    let legacy_ingress = matches!(t.legacy_type.as_deref(), Some("nginx" | "ingress"));
+    if t.ingress.is_none() && t.gateway.is_none() && !legacy_ingress {
+        errors.push(FieldError::invalid(
+            format!("{path}.TrafficRoutings"),
+            NULL,
+            "TrafficRoutings are not set",
+        ));
+    }
+    if let Some(ingress) = &t.ingress
+        && ingress.name.is_empty()
+    {
+        errors.push(FieldError::invalid(
+            format!("{path}.Ingress"),
+            ingress_value(ingress),
+            "TrafficRouting.Ingress.Ingress cannot be empty",
+        ));
+    }
+    if let Some(gateway) = &t.gateway
+        && gateway.http_route_name.as_deref().unwrap_or("").is_empty()
+    {
+        errors.push(FieldError::invalid(
+            format!("{path}.Gateway"),
+            gateway_value(gateway),
+            "TrafficRouting.Gateway must set the name of HTTPRoute or HTTPsRoute",
+        ));
+    }
+    errors
+}
+
+/// What Sluice cannot do of what Kruise accepts, after Kruise's own rules.
+fn sluice_rules(canary: &super::v1alpha1::CanaryStrategy) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for t in &canary.traffic_routings {
+        if let Some(ingress) = &t.ingress {
             let class = ingress.class_type.as_deref().unwrap_or("nginx");
             if !SUPPORTED_INGRESS_CLASSES.contains(&class) {
-                errors.push(format!(
-                    "{at}.ingress.classType: {class} is not supported; Sluice routes NGINX ingresses and Gateway API HTTPRoutes"
+                errors.push(FieldError::invalid(
+                    "Spec.Strategy.Canary.TrafficRouting.Ingress.ClassType",
+                    quote(class),
+                    "Sluice routes NGINX ingresses (classType nginx) and Gateway API HTTPRoutes",
                 ));
             }
         }
-        (None, Some(gateway)) => {
-            if gateway.http_route_name.as_deref().unwrap_or("").is_empty() {
-                errors.push(format!("{at}.gateway.httpRouteName: is required"));
+    }
+    for (i, step) in canary.steps.iter().enumerate() {
+        if step.pause.duration.is_some_and(|d| d < 0) {
+            errors.push(FieldError::invalid(
+                format!("Spec.Strategy.Canary.Steps[{i}].Pause.Duration"),
+                step.pause.duration.unwrap_or(0).to_string(),
+                "a pause lasts zero or more seconds",
+            ));
+        }
+        for (j, m) in step.matches.iter().enumerate() {
+            for (k, h) in m.headers.iter().enumerate() {
+                if let Some(kind) = h.kind.as_deref()
+                    && !matches!(kind, "Exact" | "RegularExpression")
+                {
+                    errors.push(FieldError::invalid(
+                        format!("Spec.Strategy.Canary.Steps[{i}].Matches[{j}].Headers[{k}].Type"),
+                        quote(kind),
+                        "a header match is Exact or RegularExpression",
+                    ));
+                }
             }
         }
     }
     errors
+}
+
+fn conflict(rollout: &Rollout, others: &[&Rollout]) -> Option<FieldError> {
+    let own = rollout.spec.object_ref.workload_ref.as_ref()?;
+    let name = rollout.metadata.name.as_deref().unwrap_or("");
+    let ns = rollout.metadata.namespace.as_deref().unwrap_or("");
+    let other = others.iter().find(|o| {
+        o.metadata.name.as_deref() != Some(name)
+            && o.metadata.namespace.as_deref().unwrap_or(ns) == ns
+            && o.spec.object_ref.workload_ref.as_ref() == Some(own)
+    })?;
+    Some(FieldError::invalid(
+        "Conflict Checker",
+        quote(name),
+        format!(
+            "This rollout conflict with Rollout({ns}/{}), one workload only have less than one Rollout",
+            other.metadata.name.as_deref().unwrap_or("")
+        ),
+    ))
 }
 
 /// What may not change while a release is in progress: the workload and the traffic
-/// routing. Stored in `status.canaryStatus.rolloutHash` when a release starts.
+/// routing. Recorded when a release starts, so that the controller notices a change
+/// made where no webhook refused it.
 pub fn fingerprint(spec: &RolloutSpec) -> String {
     let parts = serde_json::json!({
         "workloadRef": spec.object_ref.workload_ref,
@@ -159,110 +521,82 @@ pub fn fingerprint(spec: &RolloutSpec) -> String {
     hex::encode(&digest[..8])
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+// Values as Kubernetes prints them in a field error (Go's `%q`, `%#v`).
 
-    fn rollout(yaml: &str) -> Rollout {
-        serde_yaml_ng::from_str(yaml).expect("rollout yaml")
-    }
+const NULL: &str = "\"null\"";
 
-    const VALID: &str = r#"
-apiVersion: rollouts.kruise.io/v1alpha1
-kind: Rollout
-metadata: {name: demo, namespace: default}
-spec:
-  objectRef: {workloadRef: {apiVersion: apps/v1, kind: Deployment, name: demo}}
-  strategy:
-    canary:
-      steps: [{weight: 20, pause: {}}, {weight: 60}]
-      trafficRoutings: [{service: demo, gracePeriodSeconds: 5, ingress: {name: demo}}]
-"#;
-
-    #[test]
-    fn a_valid_rollout_passes_and_the_legacy_nginx_type_is_accepted() {
-        assert_eq!(validate(&rollout(VALID), &[]), Vec::<String>::new());
-        let legacy = VALID.replace("ingress: {name: demo}", "type: nginx");
-        assert_eq!(validate(&rollout(&legacy), &[]), Vec::<String>::new());
-    }
-
-    #[test]
-    fn each_rule_names_its_field() {
-        let cases = [
-            (
-                "steps: [{weight: 20, pause: {}}, {weight: 60}]",
-                "steps: []",
-                "spec.strategy.canary.steps: the rollout needs at least one step",
-            ),
-            (
-                "steps: [{weight: 20, pause: {}}, {weight: 60}]",
-                "steps: [{weight: 0}]",
-                "spec.strategy.canary.steps[0].weight: 0 must be between 1 and 100",
-            ),
-            (
-                "steps: [{weight: 20, pause: {}}, {weight: 60}]",
-                "steps: [{weight: 60}, {weight: 20}]",
-                "spec.strategy.canary.steps[1].weight: 20 is less than the previous step's; steps may not decrease",
-            ),
-            (
-                "steps: [{weight: 20, pause: {}}, {weight: 60}]",
-                "steps: [{pause: {}}]",
-                "spec.strategy.canary.steps[0]: weight and replicas cannot be empty at the same time",
-            ),
-            (
-                "steps: [{weight: 20, pause: {}}, {weight: 60}]",
-                "steps: [{replicas: 3}, {replicas: 1}]",
-                "spec.strategy.canary.steps[1].replicas: 1 is less than the previous step's 3; steps may not decrease",
-            ),
-            (
-                "ingress: {name: demo}",
-                "ingress: {name: demo, classType: aliyun-alb}",
-                "spec.strategy.canary.trafficRoutings[0].ingress.classType: aliyun-alb is not supported",
-            ),
-            (
-                "ingress: {name: demo}",
-                "gateway: {}",
-                "spec.strategy.canary.trafficRoutings[0].gateway.httpRouteName: is required",
-            ),
-            (
-                "kind: Deployment",
-                "kind: DaemonSet",
-                "spec.objectRef.workloadRef: apps/v1 DaemonSet is not supported",
-            ),
-        ];
-        for (from, to, want) in cases {
-            let r = rollout(&VALID.replace(from, to));
-            let errors = validate(&r, &[]);
-            assert!(
-                errors.iter().any(|e| e.starts_with(want)),
-                "{to}: expected {want:?}, got {errors:?}"
-            );
+fn quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
         }
     }
+    out.push('"');
+    out
+}
 
-    #[test]
-    fn a_second_rollout_on_a_workload_conflicts() {
-        let mut first = rollout(VALID);
-        first.metadata.name = Some("first".into());
-        let second = rollout(VALID);
-        let errors = validate(&second, &[&first]);
-        assert_eq!(
-            errors,
-            vec![
-                "spec.objectRef.workloadRef: This rollout conflict with Rollout(default/first), one workload only have less than one Rollout"
-            ]
-        );
-        let mut disabled = first.clone();
-        disabled.spec.disabled = true;
-        assert!(validate(&second, &[&disabled]).is_empty());
-    }
-
-    #[test]
-    fn the_fingerprint_ignores_steps() {
-        let a = rollout(VALID);
-        let b = rollout(&VALID.replace("{weight: 60}", "{weight: 80}"));
-        assert_eq!(fingerprint(&a.spec), fingerprint(&b.spec));
-        let c = rollout(&VALID.replace("ingress: {name: demo}", "ingress: {name: other}"));
-        assert_ne!(fingerprint(&a.spec), fingerprint(&c.spec));
+fn int_or_string_value(v: &IntOrString) -> String {
+    match v {
+        IntOrString::Int(n) => format!("intstr.IntOrString{{Type:0, IntVal:{n}, StrVal:\"\"}}"),
+        IntOrString::String(s) => {
+            format!(
+                "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
+                quote(s)
+            )
+        }
     }
 }
+
+fn workload_ref_value(w: &WorkloadRef) -> String {
+    format!(
+        "v1alpha1.WorkloadRef{{APIVersion:{}, Kind:{}, Name:{}}}",
+        quote(&w.api_version),
+        quote(&w.kind),
+        quote(&w.name)
+    )
+}
+
+fn ingress_value(i: &IngressTrafficRouting) -> String {
+    format!(
+        "v1alpha1.IngressTrafficRouting{{ClassType:{}, Name:{}}}",
+        quote(i.class_type.as_deref().unwrap_or("nginx")),
+        quote(&i.name)
+    )
+}
+
+fn gateway_value(g: &GatewayTrafficRouting) -> String {
+    match &g.http_route_name {
+        None => "v1alpha1.GatewayTrafficRouting{HTTPRouteName:(*string)(nil)}".into(),
+        Some(name) => format!(
+            "v1alpha1.GatewayTrafficRouting{{HTTPRouteName:&{}}}",
+            quote(name)
+        ),
+    }
+}
+
+// Kubernetes prints slices of structs with pointer addresses, different at every
+// call: these print their content instead.
+
+fn steps_value(steps: &[CanaryStep]) -> String {
+    format!(
+        "[]v1alpha1.CanaryStep{}",
+        serde_json::to_string(steps).unwrap_or_default()
+    )
+}
+
+fn routings_value(routings: &[TrafficRoutingRef]) -> String {
+    format!(
+        "[]v1alpha1.TrafficRoutingRef{}",
+        serde_json::to_string(routings).unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -101,8 +101,8 @@ pub enum Decided {
 pub enum Stage {
     /// Being deleted.
     Deleting,
-    /// The spec breaks a rule; nothing is changed.
-    Invalid(Vec<String>),
+    /// The spec breaks a rule (the refusal, in Kruise's words); nothing is changed.
+    Invalid(String),
     /// `spec.disabled`.
     Disabled,
     /// The workload does not exist.
@@ -150,22 +150,25 @@ pub fn stage(o: &Observed) -> Stage {
         return Stage::Deleting;
     }
     let others: Vec<_> = o.others.iter().collect();
-    let errors = validate::validate(&o.rollout, &others);
+    let mut errors = validate::validate(&o.rollout, &others, o.validation);
     let reason = progressing_reason(o);
     let progressing = reason.is_some();
-    // While a release runs, the workload and the traffic routing may not change.
+    // While a release runs, the workload and the traffic routing may not change (the
+    // webhook refuses it; where none ran, the release stops here).
     let fingerprint_changed = progressing
         && status_of(o)
-            .canary_status
+            .strategy
             .as_ref()
-            .and_then(|c| c.rollout_hash.as_deref())
-            .is_some_and(|h| h != validate::fingerprint(&o.rollout.spec));
-    if !errors.is_empty() || fingerprint_changed {
-        let mut errors = errors;
-        if fingerprint_changed {
-            errors.push("spec.objectRef, spec.strategy.canary.trafficRoutings: cannot change while the rollout is progressing; revert the change or finish the release first".into());
-        }
-        return Stage::Invalid(errors);
+            .map(|s| s.release_fingerprint.as_str())
+            .is_some_and(|h| !h.is_empty() && h != validate::fingerprint(&o.rollout.spec));
+    if fingerprint_changed {
+        errors.push(validate::FieldError::forbidden(
+            "Spec.ObjectRef, Spec.Strategy.Canary.TrafficRoutings",
+            "Rollout 'ObjectRef' and 'Strategy.Canary.TrafficRoutings' fields are immutable while the rollout is progressing; revert the change, or finish the release first",
+        ));
+    }
+    if !errors.is_empty() {
+        return Stage::Invalid(validate::aggregate(&errors));
     }
     if o.rollout.spec.disabled {
         return Stage::Disabled;
@@ -275,7 +278,7 @@ pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
         .is_some_and(|f| f.iter().any(|x| x == FINALIZER));
     match stage {
         Stage::Deleting => deleting(o, &mut p, governed),
-        Stage::Invalid(errors) => invalid(o, &mut p, &errors),
+        Stage::Invalid(msg) => invalid(o, &mut p, &msg),
         Stage::Disabled => disabled(o, &mut p),
         stage => {
             status::clear_condition(&mut p.status, condition::VALID);
@@ -310,8 +313,7 @@ pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
     p
 }
 
-fn invalid(o: &Observed, p: &mut Plan, errors: &[String]) {
-    let msg = errors.join("; ");
+fn invalid(o: &Observed, p: &mut Plan, msg: &str) {
     let already = p
         .status
         .conditions
@@ -322,11 +324,11 @@ fn invalid(o: &Observed, p: &mut Plan, errors: &[String]) {
         condition::VALID,
         false,
         "InvalidSpec",
-        &msg,
+        msg,
         o.now,
     );
     if !already {
-        p.notes.push(Note::warning("InvalidSpec", &msg));
+        p.notes.push(Note::warning("InvalidSpec", msg));
     }
     if p.status.phase.is_none() {
         p.status.phase = Some(phase::INITIAL.into());
@@ -450,10 +452,7 @@ fn start(o: &Observed, p: &mut Plan) {
     );
     status::clear_condition(&mut p.status, condition::SUCCEEDED);
     p.status.canary_status = Some(fresh_canary_status(o, w));
-    if let Some(s) = p.status.strategy.as_mut() {
-        s.memo.clear();
-        s.last_action.clear();
-    }
+    new_release(o, p);
     p.writes.extend(w.kind.hold(o, w));
     p.notes.push(Note::normal(
         "Progressing",
@@ -462,11 +461,20 @@ fn start(o: &Observed, p: &mut Plan) {
     p.requeue = Some(Duration::from_millis(200));
 }
 
+/// A release starts afresh: the module's memo of the last one is forgotten, and what
+/// may not change until it ends is recorded.
+fn new_release(o: &Observed, p: &mut Plan) {
+    let s = p.status.strategy.get_or_insert_with(Default::default);
+    s.memo.clear();
+    s.last_action.clear();
+    s.release_fingerprint = validate::fingerprint(&o.rollout.spec);
+}
+
 fn fresh_canary_status(o: &Observed, w: &WorkloadView) -> CanaryStatus {
     CanaryStatus {
         observed_workload_generation: w.generation,
         observed_rollout_id: o.rollout.spec.rollout_id.clone(),
-        rollout_hash: Some(validate::fingerprint(&o.rollout.spec)),
+        rollout_hash: None,
         stable_revision: w.stable_revision.clone(),
         canary_revision: w.template_hash(),
         current_step_index: 0,
@@ -495,10 +503,7 @@ fn continuous(o: &Observed, p: &mut Plan) {
         o.now,
     );
     p.status.canary_status = Some(fresh_canary_status(o, w));
-    if let Some(s) = p.status.strategy.as_mut() {
-        s.memo.clear();
-        s.last_action.clear();
-    }
+    new_release(o, p);
     p.notes
         .push(Note::normal("Progressing", message::CONTINUOUS));
     p.requeue = Some(Duration::from_millis(500));

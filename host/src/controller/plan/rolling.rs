@@ -156,11 +156,18 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         .as_ref()
         .map(|s| s.last_action.clone())
         .unwrap_or_default();
+    let release_fingerprint = p
+        .status
+        .strategy
+        .as_ref()
+        .map(|s| s.release_fingerprint.clone())
+        .unwrap_or_default();
     p.status.strategy = Some(StrategyStatus {
         module: module.clone(),
         digest: digest.clone(),
         memo: decision.memo.clone(),
         last_action: decision.action.name().to_owned(),
+        release_fingerprint,
     });
 
     let steps_total = super::written_steps(o).len();
