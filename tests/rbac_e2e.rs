@@ -155,7 +155,9 @@ spec:
   objectRef: {workloadRef: {apiVersion: apps.kruise.io/v1alpha1, kind: CloneSet, name: cs}}
   strategy:
     canary:
-      steps: [{weight: 20, pause: {}}, {weight: 60, pause: {}}]
+      # A partition-style step with traffic updates at most half the pods by
+      # percentage (Kruise's partition limit); counts are not limited.
+      steps: [{weight: 20, replicas: 1, pause: {}}, {weight: 60, replicas: 3, pause: {}}]
       trafficRoutings: [{service: cs, gracePeriodSeconds: 0, gateway: {httpRouteName: cs}}]
 "#;
 

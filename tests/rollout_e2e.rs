@@ -286,7 +286,121 @@ async fn five_steps_of_20_40_60_80_90_percent() {
     assert_clean(&c, "barnett/canarydemo:v2", 5).await;
 }
 
-/// Kruise's step jump: patch `nextStepIndex`, then approve.
+/// Kruise's "Deployment V1->V2: Percentage 20%,40%,60%,80%,90%, and replicas=3"
+/// (test/e2e/rollout_test.go): three replicas, canary pods marked by
+/// `patchPodTemplateMetadata`, a template that already carries a `pod-template-hash`
+/// label (Kruise's regression case for a stuck release).
+#[tokio::test]
+async fn deployment_v1_v2_percentage_20_40_60_80_90_and_replicas_3() {
+    let c = Cluster::start().await;
+    let app3 = |image: &str| {
+        app(image, 3).replace(
+            "    metadata: {labels: {app: echo}}",
+            "    metadata: {labels: {app: echo, pod: stable, pod-template-hash: abcdefg}, annotations: {pod: stable}}",
+        )
+    };
+    c.apply(&app3("barnett/canarydemo:v1")).await;
+    c.apply(&rollout(
+        "[{weight: 20, pause: {}}, {weight: 40, pause: {}}, {weight: 60, pause: {}}, {weight: 80, pause: {}}, {weight: 90, pause: {}}]",
+    ).replace(
+        "      steps:",
+        "      patchPodTemplateMetadata: {labels: {pod: canary}, annotations: {pod: canary}}\n      steps:",
+    ))
+    .await;
+    c.until_healthy("echo").await;
+    c.until("v1 is held", || async {
+        c.deployment("echo").await.spec.paused == Some(true)
+    })
+    .await;
+    c.apply(
+        app3("barnett/canarydemo:v2")
+            .split("\n---")
+            .next()
+            .expect("deployment"),
+    )
+    .await;
+    for (step, (weight, pods)) in [(20, 1), (40, 2), (60, 2), (80, 3), (90, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let step = step as i32 + 1;
+        c.until_paused_at("echo", step).await;
+        let canary = c
+            .rollout("echo")
+            .await
+            .status
+            .and_then(|s| s.canary_status)
+            .expect("canary status");
+        assert_eq!(
+            (canary.canary_replicas, canary.canary_ready_replicas),
+            (pods, pods),
+            "step {step}"
+        );
+        assert_eq!(
+            c.canary_weight("echo"),
+            Some(weight.to_string()),
+            "step {step}"
+        );
+        if step == 1 {
+            let canary_deployment = canary_deployments(&c).pop().expect("the canary Deployment");
+            assert_eq!(
+                canary_deployment.pointer("/spec/template/metadata/labels/pod"),
+                Some(&json!("canary"))
+            );
+            assert_eq!(
+                canary_deployment.pointer("/spec/template/metadata/annotations/pod"),
+                Some(&json!("canary"))
+            );
+        }
+        c.approve("echo").await;
+    }
+    c.until_healthy("echo").await;
+    assert_clean(&c, "barnett/canarydemo:v2", 3).await;
+}
+
+/// Kruise's "V1->V2: Percentage, 20%,40%,60%,80%,100%, steps changed v1"
+/// (test/e2e/rollout_test.go): five steps become three while step 1 waits; the
+/// release goes on at the first new step that covers its canary, without approval.
+#[tokio::test]
+async fn v1_v2_percentage_20_40_60_80_100_steps_changed_v1() {
+    let c = Cluster::start().await;
+    v1_healthy(
+        &c,
+        "[{weight: 20, pause: {}}, {weight: 40, pause: {duration: 10}}, {weight: 60, pause: {duration: 10}}, {weight: 80, pause: {duration: 10}}, {weight: 100, pause: {duration: 0}}]",
+        10,
+    )
+    .await;
+    c.apply(&deployment("barnett/canarydemo:v2", 10)).await;
+    c.until_paused_at("echo", 1).await;
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 2);
+    c.apply(&rollout(
+        "[{weight: 10, pause: {}}, {weight: 30, pause: {}}, {weight: 100, pause: {duration: 0}}]",
+    ))
+    .await;
+    // New step 1 asks for 1 pod, fewer than the canary's 2: step 2 (3 pods).
+    c.until_paused_at("echo", 2).await;
+    assert_eq!(c.canary_weight("echo").as_deref(), Some("30"));
+    let status = c.rollout("echo").await.status.expect("status");
+    let canary = status.canary_status.expect("canary status");
+    assert_eq!(
+        (canary.canary_replicas, canary.canary_ready_replicas),
+        (3, 3)
+    );
+    assert_eq!(canary.current_step_index, 2);
+    assert_eq!(
+        canary.rollout_hash,
+        c.rollout("echo")
+            .await
+            .metadata
+            .annotations
+            .and_then(|a| a.get("rollouts.kruise.io/hash").cloned())
+    );
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+    assert_clean(&c, "barnett/canarydemo:v2", 10).await;
+}
+
+/// Kruise's step jump: patch `nextStepIndex`; the rollout goes there at once.
 async fn jump_to(c: &Cluster, step: i32) {
     let api: kube::Api<sluice::kruise::v1alpha1::Rollout> =
         kube::Api::namespaced(c.client.clone(), "default");
@@ -297,7 +411,6 @@ async fn jump_to(c: &Cluster, step: i32) {
     )
     .await
     .expect("patch nextStepIndex");
-    c.approve("echo").await;
 }
 
 #[tokio::test]
@@ -325,14 +438,22 @@ async fn patching_next_step_index_jumps_forward_and_back() {
     .await;
     assert_eq!(next(&c.rollout("echo").await), Some(4));
 
-    // Back to step 1: the canary shrinks to its one pod again.
+    // Back to step 1: its traffic, but the canary keeps its three pods (Kruise
+    // never scales a canary down within a release).
     jump_to(&c, 1).await;
     c.until_paused_at("echo", 1).await;
     assert_eq!(c.canary_weight("echo").as_deref(), Some("20"));
-    c.until("1 canary pod", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 1
-    })
-    .await;
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 3);
+    let canary = c
+        .rollout("echo")
+        .await
+        .status
+        .and_then(|s| s.canary_status)
+        .expect("canary status");
+    assert_eq!(
+        (canary.canary_replicas, canary.canary_ready_replicas),
+        (3, 3)
+    );
     // Each jump is its own event.
     c.until("the jumps are events", || async {
         let jumps: Vec<String> = c
@@ -351,6 +472,7 @@ async fn patching_next_step_index_jumps_forward_and_back() {
     c.approve("echo").await;
     c.until_paused_at("echo", 2).await;
     assert_eq!(c.canary_weight("echo").as_deref(), Some("40"));
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 3);
 }
 
 #[tokio::test]
@@ -709,6 +831,21 @@ async fn disabling_mid_release_releases_everything() {
         })
     })
     .await;
+    // As Kruise: it says so at its next looks too, not "workload deployment is
+    // completed" (the last release's status is kept).
+    let reconciles = c.counter("sluice_reconciles").await;
+    c.until("the controller looked again", || async {
+        c.counter("sluice_reconciles").await > reconciles
+    })
+    .await;
+    assert_eq!(
+        c.rollout("echo")
+            .await
+            .status
+            .and_then(|s| s.message)
+            .as_deref(),
+        Some("rollout is healthy")
+    );
 }
 
 #[tokio::test]
@@ -934,7 +1071,7 @@ async fn the_traffic_routing_cannot_change_mid_release() {
         .unwrap()
         .message;
     assert!(
-        msg.contains("cannot change while the rollout is progressing"),
+        msg.contains("are immutable while the rollout is progressing"),
         "{msg}"
     );
     assert_eq!(
@@ -949,35 +1086,49 @@ async fn the_traffic_routing_cannot_change_mid_release() {
     c.until_healthy("echo").await;
 }
 
+/// Kruise's "V1->V2: Percentage 20%,40%, and scale down replicas from(10) -> to(5)"
+/// (test/e2e/rollout_test.go): the canary keeps its pods when the workload shrinks.
+/// (Kruise's first two steps wait ten seconds each; here none.)
 #[tokio::test]
-async fn scaling_down_during_a_release_rescales_the_canary() {
+async fn v1_v2_percentage_20_40_and_scale_down_replicas_from_10_to_5() {
     let c = Cluster::start().await;
-    v1_healthy(&c, "[{weight: 20, pause: {}}]", 10).await;
+    v1_healthy(
+        &c,
+        "[{weight: 20, pause: {duration: 0}}, {weight: 40, pause: {duration: 0}}, {weight: 60, pause: {}}, {weight: 100, pause: {duration: 0}}]",
+        10,
+    )
+    .await;
     c.apply(&deployment("barnett/canarydemo:v2", 10)).await;
-    c.until_paused_at("echo", 1).await;
-    assert_eq!(
-        c.rollout("echo")
-            .await
-            .status
-            .unwrap()
-            .canary_status
-            .unwrap()
-            .canary_replicas,
-        2
-    );
-    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
-    c.until("20% of 5 pods is one canary", || async {
-        let r = c.rollout("echo").await;
+    c.until_paused_at("echo", 3).await;
+    let canary = |r: sluice::kruise::v1alpha1::Rollout| {
         r.status
             .and_then(|s| s.canary_status)
-            .is_some_and(|x| x.canary_replicas == 1 && x.canary_ready_replicas == 1)
-    })
-    .await;
-    c.until("five stable pods and one canary", || async {
+            .expect("canary status")
+    };
+    let at_step_3 = canary(c.rollout("echo").await);
+    assert_eq!(
+        (at_step_3.canary_replicas, at_step_3.canary_ready_replicas),
+        (6, 6)
+    );
+    c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
+    c.until("the stable Deployment has 5 ready pods", || async {
         c.ready_pods_with("barnett/canarydemo:v1") == 5
-            && c.ready_pods_with("barnett/canarydemo:v2") == 1
     })
     .await;
+    // The controller saw the smaller workload: it reconciled after it.
+    let reconciles = c.counter("sluice_reconciles").await;
+    c.until("the controller looked again", || async {
+        c.counter("sluice_reconciles").await > reconciles
+    })
+    .await;
+    let after = canary(c.rollout("echo").await);
+    assert_eq!(
+        (after.current_step_index, after.current_step_state.as_str()),
+        (3, "StepPaused")
+    );
+    assert_eq!((after.canary_replicas, after.canary_ready_replicas), (6, 6));
+    assert_eq!(after.pod_template_hash, at_step_3.pod_template_hash);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 6);
     c.approve("echo").await;
     c.until_healthy("echo").await;
     assert_clean(&c, "barnett/canarydemo:v2", 5).await;

@@ -55,7 +55,9 @@ async fn cloneset_releases_by_partition_with_traffic() {
     c.apply(&rollout(
         "CloneSet",
         "apps.kruise.io/v1alpha1",
-        "[{weight: 20, pause: {}}, {weight: 60, pause: {}}]",
+        // A partition-style step with traffic updates at most half the pods by
+        // percentage (Kruise's partition limit): the 60% step names its count.
+        "[{weight: 20, pause: {}}, {weight: 60, replicas: 3, pause: {}}]",
         "{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}",
     ))
     .await;

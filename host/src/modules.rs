@@ -148,6 +148,7 @@ pub struct MetricsCapability {
 #[serde(rename_all = "camelCase")]
 pub struct StrategyModuleStatus {
     /// Loaded and usable.
+    #[serde(default)]
     pub ready: bool,
     /// Why not, in one word.
     #[serde(default, skip_serializing_if = "String::is_empty")]

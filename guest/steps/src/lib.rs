@@ -39,7 +39,7 @@ pub fn decide(input: &Observation) -> Result<Decision, String> {
     if input.paused {
         return Ok(Decision::new(
             index,
-            step.target(),
+            target(input, step),
             Action::Hold(CONVERGE_RECHECK_SECONDS),
             PAUSED_MESSAGE,
         ));
@@ -57,11 +57,21 @@ pub fn decide(input: &Observation) -> Result<Decision, String> {
         StepState::StepReady => go_on(input, index),
         StepState::Completed => Ok(Decision::new(
             index,
-            step.target(),
+            target(input, step),
             Action::Complete,
             COMPLETED_MESSAGE,
         )),
     }
+}
+
+/// The step's target, a count of pods capped at the workload's size as Kruise caps
+/// it (a percentage cannot pass it).
+fn target(input: &Observation, step: &Step) -> sluice_strategy::StepTarget {
+    let mut target = step.target();
+    if let Replicas::Count(n) = target.replicas {
+        target.replicas = Replicas::Count(n.min(input.workload.desired));
+    }
+    target
 }
 
 fn step_at(input: &Observation, index: u32) -> Result<&Step, String> {
@@ -81,7 +91,7 @@ fn enter(input: &Observation, index: u32) -> Result<Decision, String> {
     }
     Ok(Decision::new(
         index,
-        step.target(),
+        target(input, step),
         Action::Hold(CONVERGE_RECHECK_SECONDS),
         format!(
             "Rollout is in step({index}/{}), and upgrade workload to new version",
@@ -99,7 +109,7 @@ fn pause_or_go_on(input: &Observation, index: u32, step: &Step) -> Result<Decisi
     match step.pause_seconds {
         None => Ok(Decision::new(
             index,
-            step.target(),
+            target(input, step),
             Action::Pause(None),
             format!(
                 "Rollout is in step({index}/{total}), and you need manually confirm to enter the next step"
@@ -115,7 +125,7 @@ fn pause_or_go_on(input: &Observation, index: u32, step: &Step) -> Result<Decisi
             let remaining = (deadline - input.now).div_ceil(1000).max(1);
             Ok(Decision::new(
                 index,
-                step.target(),
+                target(input, step),
                 Action::Pause(Some(u32::try_from(remaining).unwrap_or(u32::MAX))),
                 format!(
                     "Rollout is in step({index}/{total}), and wait duration({seconds} seconds) to enter the next step"
@@ -137,7 +147,7 @@ fn go_on(input: &Observation, index: u32) -> Result<Decision, String> {
         let step = step_at(input, index)?;
         return Ok(Decision::new(
             index,
-            step.target(),
+            target(input, step),
             Action::Complete,
             COMPLETED_MESSAGE,
         ));

@@ -273,6 +273,28 @@ fn kruise_rules() {
 }
 
 #[test]
+fn a_count_above_the_workload_is_capped_at_its_size() {
+    // Kruise's BatchRelease caps a step's replicas at the workload's.
+    let input = observe(
+        vec![step(Some(20), Some(Replicas::Count(8)), None)],
+        1,
+        StepState::StepUpgrade,
+    );
+    let d = decide(&input).expect("decision");
+    assert_eq!(d.target.replicas, Replicas::Count(5));
+    // A smaller count is left as written.
+    let input = observe(
+        vec![step(Some(20), Some(Replicas::Count(3)), None)],
+        1,
+        StepState::StepUpgrade,
+    );
+    assert_eq!(
+        decide(&input).expect("decision").target.replicas,
+        Replicas::Count(3)
+    );
+}
+
+#[test]
 fn percentages_round_up() {
     for (total, pct, pods) in [
         (5, 20, 1),

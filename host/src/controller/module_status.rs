@@ -263,21 +263,29 @@ async fn write<K>(
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let current = current.cloned().unwrap_or_default();
-    let same = StrategyModuleStatus {
-        loaded_at: String::new(),
-        ..current.clone()
-    } == StrategyModuleStatus {
-        loaded_at: String::new(),
-        ..status.clone()
-    };
+    let same = current.is_some_and(|current| {
+        StrategyModuleStatus {
+            loaded_at: String::new(),
+            ..current.clone()
+        } == StrategyModuleStatus {
+            loaded_at: String::new(),
+            ..status.clone()
+        }
+    });
     if !same {
-        let old = serde_json::to_value(&current).map_err(kube::Error::SerdeError)?;
         let new = serde_json::to_value(&status).map_err(kube::Error::SerdeError)?;
+        let patch = match current {
+            Some(current) => {
+                let old = serde_json::to_value(current).map_err(kube::Error::SerdeError)?;
+                super::report::merge_diff(&old, &new)
+            }
+            // The first status is written whole.
+            None => new,
+        };
         api.patch_status(
             &object.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": super::report::merge_diff(&old, &new)})),
+            &Patch::Merge(json!({"status": patch})),
         )
         .await?;
     }

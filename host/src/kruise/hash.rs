@@ -49,8 +49,10 @@ pub fn hash_input(rollout: &Rollout) -> Option<String> {
         if let Some(patch) = &canary.patch_pod_template_metadata {
             o.field("patchPodTemplateMetadata", |j| {
                 j.object(|p| {
-                    for (key, map) in [("annotations", &patch.annotations), ("labels", &patch.labels)]
-                    {
+                    for (key, map) in [
+                        ("annotations", &patch.annotations),
+                        ("labels", &patch.labels),
+                    ] {
                         if let Some(map) = map.as_ref().filter(|m| !m.is_empty()) {
                             p.field(key, |j| j.string_map(map));
                         }
@@ -147,7 +149,11 @@ fn traffic_routing(j: &mut GoJson, t: &TrafficRoutingRef) {
 fn header_filter(j: &mut GoJson, v: &Value) {
     j.object(|o| {
         for key in ["set", "add"] {
-            if let Some(headers) = v.get(key).and_then(Value::as_array).filter(|a| !a.is_empty()) {
+            if let Some(headers) = v
+                .get(key)
+                .and_then(Value::as_array)
+                .filter(|a| !a.is_empty())
+            {
                 o.field(key, |j| {
                     j.array(headers, |j, h| {
                         j.object(|o| {
@@ -159,7 +165,11 @@ fn header_filter(j: &mut GoJson, v: &Value) {
                 });
             }
         }
-        if let Some(names) = v.get("remove").and_then(Value::as_array).filter(|a| !a.is_empty()) {
+        if let Some(names) = v
+            .get("remove")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        {
             o.field("remove", |j| {
                 j.array(names, |j, n| j.string(n.as_str().unwrap_or("")));
             });
@@ -371,9 +381,15 @@ spec:
         }
         for changed in [
             ("{weight: 60", "{weight: 80"),
-            ("{weight: 20, pause: {}}", "{weight: 20, replicas: 1, pause: {}}"),
+            (
+                "{weight: 20, pause: {}}",
+                "{weight: 20, replicas: 1, pause: {}}",
+            ),
             ("ingress: {name: web}", "ingress: {name: other}"),
-            ("annotations: {}", "annotations: {rollouts.kruise.io/rolling-style: partition}"),
+            (
+                "annotations: {}",
+                "annotations: {rollouts.kruise.io/rolling-style: partition}",
+            ),
         ] {
             assert_ne!(hash(changed), original, "{changed:?}");
         }

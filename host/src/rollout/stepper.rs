@@ -91,42 +91,79 @@ pub fn next_step_index(step: u32, steps: usize) -> i32 {
 }
 
 /// Kruise's step jump: a person patched `status.canaryStatus.nextStepIndex` to a
-/// step other than the following one, and the current step is approved. The rollout
-/// goes to that step — straight to its traffic when the canary already has the
-/// step's pods, from its start otherwise. Anything else leaves `progress` as it is.
+/// step other than the following one (the current step itself runs it again). The
+/// rollout goes to that step at once, whatever the state of the current one but a
+/// completed release: straight to its traffic when the canary already has the
+/// step's pods (`canary_replicas`, as the status records them), from its start
+/// otherwise. Anything else leaves `progress` as it is.
 pub fn jump(
     progress: StepProgress,
     asked: i32,
     steps: &[Step],
     total: u32,
-    canary_updated: u32,
+    canary_replicas: u32,
     now: u64,
 ) -> StepProgress {
     let Ok(target) = u32::try_from(asked) else {
         return progress;
     };
     let expected = next_step_index(progress.step, steps.len());
-    if progress.state != StepState::StepReady
+    if progress.state == StepState::Completed
         || asked == expected
         || target == 0
         || target as usize > steps.len()
     {
         return progress;
     }
-    let step = &steps[target as usize - 1];
-    // Kruise's v1alpha1 rule: a step without replicas has as many as its traffic share.
-    let replicas = step
-        .replicas
-        .unwrap_or_else(|| Replicas::Percent(step.traffic_weight.unwrap_or(Percent::FULL)));
+    jump_to(target, steps, total, canary_replicas, now)
+}
+
+/// The progress of a jump to `target` (1-based).
+pub fn jump_to(
+    target: u32,
+    steps: &[Step],
+    total: u32,
+    canary_replicas: u32,
+    now: u64,
+) -> StepProgress {
+    let state = match steps.get(target as usize - 1) {
+        Some(step) if step_replicas(step).resolve(total) == canary_replicas => {
+            StepState::StepTrafficRouting
+        }
+        _ => StepState::BeforeStepUpgrade,
+    };
     StepProgress {
         step: target,
-        state: if replicas.resolve(total) == canary_updated {
-            StepState::StepTrafficRouting
-        } else {
-            StepState::BeforeStepUpgrade
-        },
+        state,
         last_update_time: now,
     }
+}
+
+/// Kruise's v1alpha1 rule: a step without replicas has as many as its traffic share.
+fn step_replicas(step: &Step) -> Replicas {
+    step.replicas
+        .unwrap_or_else(|| Replicas::Percent(step.traffic_weight.unwrap_or(Percent::FULL)))
+}
+
+/// Kruise's recalculation when a release's steps change under it: the current step
+/// if it still asks for at least the canary's `canary` pods, otherwise the first step
+/// that does. When none does, Kruise takes the last step it looked at: the last step,
+/// or the one before it when the current step is the last (kept as Kruise has it).
+pub fn recalculate(steps: &[Step], current: u32, canary: u32, total: u32) -> u32 {
+    let current = usize::try_from(current).unwrap_or(0);
+    let mut order: Vec<usize> = Vec::with_capacity(steps.len());
+    if (1..=steps.len()).contains(&current) {
+        order.push(current - 1);
+    }
+    order.extend((0..steps.len()).filter(|i| Some(*i) != current.checked_sub(1)));
+    let mut found = 0;
+    for i in order {
+        found = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        if canary <= step_replicas(&steps[i]).resolve(total) {
+            break;
+        }
+    }
+    found
 }
 
 /// Kruise's rule for a batch of canary pods being ready: all `desired` pods updated,
@@ -363,11 +400,11 @@ mod tests {
     }
 
     #[test]
-    fn a_patched_next_step_index_jumps_once_the_step_is_approved() {
+    fn a_patched_next_step_index_jumps_at_once() {
         use StepState::*;
         let steps = weights(&[20, 40, 60, 80]);
-        // Approved in step 3, nextStepIndex patched back to 1: 20% of 10 is 2 pods,
-        // the canary has 6, so step 1 starts over.
+        // In step 3, nextStepIndex patched back to 1: 20% of 10 is 2 pods, the
+        // canary has 6, so step 1 starts over.
         let jumped = jump(at(3, StepReady, 50), 1, &steps, 10, 6, 90);
         assert_eq!(jumped, at(1, BeforeStepUpgrade, 90));
         // The canary already has the target step's pods: straight to its traffic.
@@ -378,18 +415,27 @@ mod tests {
         explicit[3].replicas = Some(Replicas::Count(6));
         let jumped = jump(at(1, StepReady, 50), 4, &explicit, 10, 6, 90);
         assert_eq!(jumped, at(4, StepTrafficRouting, 90));
+        // No approval needed: a paused step, or one still upgrading, jumps too.
+        assert_eq!(
+            jump(at(2, StepPaused, 50), 1, &steps, 10, 4, 90),
+            at(1, BeforeStepUpgrade, 90)
+        );
+        assert_eq!(
+            jump(at(2, StepUpgrade, 50), 4, &steps, 10, 4, 90),
+            at(4, BeforeStepUpgrade, 90)
+        );
+        // The current step itself: it runs again.
+        assert_eq!(
+            jump(at(2, StepPaused, 50), 2, &steps, 10, 4, 90),
+            at(2, StepTrafficRouting, 90)
+        );
     }
 
     #[test]
-    fn no_jump_without_approval_a_changed_index_or_a_real_step() {
+    fn no_jump_to_the_following_step_a_non_step_or_from_a_completed_release() {
         use StepState::*;
         let steps = weights(&[20, 40, 60]);
         let ready = at(2, StepReady, 50);
-        // Not approved yet.
-        assert_eq!(
-            jump(at(2, StepPaused, 50), 1, &steps, 10, 4, 90),
-            at(2, StepPaused, 50)
-        );
         // The index Kruise itself writes: the following step, or -1 after the last.
         assert_eq!(jump(ready, 3, &steps, 10, 4, 90), ready);
         assert_eq!(
@@ -399,7 +445,50 @@ mod tests {
         // Out of range.
         assert_eq!(jump(ready, 0, &steps, 10, 4, 90), ready);
         assert_eq!(jump(ready, 4, &steps, 10, 4, 90), ready);
+        // Done.
+        assert_eq!(
+            jump(at(3, Completed, 50), 1, &steps, 10, 6, 90),
+            at(3, Completed, 50)
+        );
         assert_eq!(next_step_index(2, 3), 3);
         assert_eq!(next_step_index(3, 3), -1);
+    }
+
+    #[test]
+    fn recalculation_when_steps_change_follows_kruise() {
+        let counts = |c: &[u32]| -> Vec<Step> {
+            c.iter()
+                .map(|n| Step {
+                    replicas: Some(Replicas::Count(*n)),
+                    ..Step::default()
+                })
+                .collect()
+        };
+        // (steps, current step, canary pods, expected step)
+        let cases: [(&[u32], u32, u32, u32); 7] = [
+            // The current step still covers the canary: it stays.
+            (&[1, 2, 3, 4], 2, 2, 2),
+            // It shrank under the canary: the first step that covers it.
+            (&[1, 1, 3, 4], 2, 2, 3),
+            // Steps 2 to 4 removed: the first step covering the canary is the last.
+            (&[1, 5], 2, 3, 2),
+            // A step added before: the current index moves with the canary's size.
+            (&[1, 2, 3, 4, 5], 3, 2, 3),
+            (&[1, 1, 1, 2, 5], 3, 2, 4),
+            // Nothing covers the canary: the last step looked at…
+            (&[1, 1, 1], 1, 5, 3),
+            // …which is the one before the last when the current step is the last.
+            (&[1, 1, 1], 3, 5, 2),
+        ];
+        for (steps, current, canary, want) in cases {
+            assert_eq!(
+                recalculate(&counts(steps), current, canary, 10),
+                want,
+                "{steps:?} at step {current} with {canary} canary pods"
+            );
+        }
+        // Percentages scale against the workload, rounding up.
+        let steps = weights(&[20, 50, 100]);
+        assert_eq!(recalculate(&steps, 1, 3, 10), 2);
     }
 }

@@ -89,6 +89,50 @@ fn canary_object(o: &Observed, w: &WorkloadView, replicas: u32) -> Value {
     })
 }
 
+/// The canary's `template` with the labels and annotations the Rollout's
+/// `patchPodTemplateMetadata` puts on canary pods set back as `workload` has them
+/// (Kruise compares the two templates ignoring those keys).
+fn without_patch_metadata(rollout: &Rollout, mut template: Value, workload: &Value) -> Value {
+    let Some(patch) = rollout
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.patch_pod_template_metadata.as_ref())
+    else {
+        return template;
+    };
+    for (field, keys) in [
+        ("labels", &patch.labels),
+        ("annotations", &patch.annotations),
+    ] {
+        let pointer = format!("/metadata/{field}");
+        let original = workload.pointer(&pointer).and_then(Value::as_object);
+        let Some(map) = template
+            .pointer_mut(&pointer)
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for key in keys.iter().flat_map(|k| k.keys()) {
+            match original.and_then(|o| o.get(key)) {
+                Some(v) => {
+                    map.insert(key.clone(), v.clone());
+                }
+                None => {
+                    map.remove(key);
+                }
+            }
+        }
+        if map.is_empty()
+            && let Some(meta) = template.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            meta.remove(field);
+        }
+    }
+    template
+}
+
 fn hash_of(rs: &Value) -> Option<String> {
     rs.pointer(&format!("/metadata/labels/{HASH}"))
         .and_then(Value::as_str)
@@ -256,8 +300,11 @@ impl Workload for Deployment {
                 .pointer("/metadata/uid")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let ctemplate = c.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-            let hash = hash_for(snapshot, cuid, &ctemplate);
+            let created = c.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+            let hash = hash_for(snapshot, cuid, &created);
+            // The canary's template is the release's once what the Rollout's
+            // patchPodTemplateMetadata put on it is set back as the workload has it.
+            let ctemplate = without_patch_metadata(&snapshot.rollout, created, &template);
             let failed = hash
                 .as_deref()
                 .map_or(0, |h| failed_pods(pods_with(&snapshot.pods, HASH, h)));

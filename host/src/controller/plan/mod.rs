@@ -270,6 +270,9 @@ pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
         requeue: None,
     };
     p.status.observed_generation = o.rollout.metadata.generation;
+    let hash = (stage != Stage::Deleting)
+        .then(|| plan_hash_annotation(o))
+        .flatten();
     let governed = o
         .rollout
         .metadata
@@ -310,7 +313,25 @@ pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
             }
         }
     }
+    // Last: the writes above may be made against the version read.
+    p.writes.extend(hash);
     p
+}
+
+/// The write of Kruise's plan hash annotation, when the Rollout's is not current.
+fn plan_hash_annotation(o: &Observed) -> Option<Write> {
+    let hash = crate::kruise::hash::plan_hash(&o.rollout)?;
+    let written = o
+        .rollout
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::kruise::hash::ANNOTATION));
+    (written != Some(&hash)).then(|| Write::Patch {
+        target: rollout_target(o),
+        patch: serde_json::json!({"metadata": {"annotations": {crate::kruise::hash::ANNOTATION: hash}}}),
+        missing_ok: true,
+    })
 }
 
 fn invalid(o: &Observed, p: &mut Plan, msg: &str) {
@@ -384,7 +405,8 @@ fn disabled(o: &Observed, p: &mut Plan) {
     p.status.phase = Some(phase::DISABLED.into());
     p.status.message = Some(message::DISABLED.into());
     status::clear_condition(&mut p.status, condition::PROGRESSING);
-    p.status.canary_status = None;
+    // The last release's canary status stays, as Kruise keeps it: enabled again,
+    // the Rollout is healthy without reporting a first deployment.
     if let Some(w) = &o.workload {
         p.writes.extend(w.kind.release(o, w));
     }
@@ -474,7 +496,7 @@ fn fresh_canary_status(o: &Observed, w: &WorkloadView) -> CanaryStatus {
     CanaryStatus {
         observed_workload_generation: w.generation,
         observed_rollout_id: o.rollout.spec.rollout_id.clone(),
-        rollout_hash: None,
+        rollout_hash: crate::kruise::hash::plan_hash(&o.rollout),
         stable_revision: w.stable_revision.clone(),
         canary_revision: w.template_hash(),
         current_step_index: 0,

@@ -13,24 +13,61 @@ use crate::strategy::model::{Action, Decision, Observation, Replicas, StepState,
 use crate::traffic::services;
 use crate::workload::WorkloadView;
 
-/// The step progress the status records, after the step jump a person may have asked
-/// for by patching `nextStepIndex`.
+/// The step progress the status records, after what moves it outside a decision
+/// (Kruise's order): the release's steps changed under it (the step is recalculated
+/// from the canary's size), or a person patched `nextStepIndex` (a jump). Neither
+/// while `spec.strategy.paused` holds the rollout, or once its steps are done.
 fn progress(o: &Observed, w: &WorkloadView, s: &RolloutStatus) -> StepProgress {
     let recorded = status::progress_of(s);
-    match (
+    let (Some(c), Ok(steps)) = (
         s.canary_status.as_ref(),
-        spec::steps(super::written_steps(o)).ok(),
-    ) {
-        (Some(c), Some(steps)) => stepper::jump(
+        spec::steps(super::written_steps(o)),
+    ) else {
+        return recorded;
+    };
+    if o.rollout.spec.strategy.paused || recorded.state == StepState::Completed {
+        return recorded;
+    }
+    let canary_replicas = u32::try_from(c.canary_replicas).unwrap_or(0);
+    if plan_changed(o, s) {
+        let canary = w.kind.canary_counts(o, w).desired.max(canary_replicas);
+        let step = stepper::recalculate(&steps, recorded.step, canary, w.replicas);
+        if c.next_step_index == i32::try_from(step).unwrap_or(-1) {
+            // The following step: the current one is done.
+            return StepProgress {
+                state: StepState::StepReady,
+                last_update_time: o.now,
+                ..recorded
+            };
+        }
+        return stepper::jump(
             recorded,
-            c.next_step_index,
+            i32::try_from(step).unwrap_or(-1),
             &steps,
             w.replicas,
-            w.kind.canary_counts(o, w).updated,
+            canary_replicas,
             o.now,
-        ),
-        _ => recorded,
+        );
     }
+    stepper::jump(
+        recorded,
+        c.next_step_index,
+        &steps,
+        w.replicas,
+        canary_replicas,
+        o.now,
+    )
+}
+
+/// The release's plan (Kruise's hash of its steps and routing) is not the one its
+/// status recorded.
+fn plan_changed(o: &Observed, s: &RolloutStatus) -> bool {
+    let recorded = s
+        .canary_status
+        .as_ref()
+        .and_then(|c| c.rollout_hash.as_deref())
+        .unwrap_or("");
+    !recorded.is_empty() && Some(recorded) != crate::kruise::hash::plan_hash(&o.rollout).as_deref()
 }
 
 fn failure_threshold(o: &Observed) -> Option<Replicas> {
@@ -104,7 +141,7 @@ pub struct Sighting {
 /// controller and `sluice strategy test` both make.
 pub fn convergence(seen: &Sighting, now: u64) -> Convergence {
     Convergence {
-        pods_ready: seen.canary.desired == seen.target_pods
+        pods_ready: seen.canary.desired >= seen.target_pods
             && stepper::batch_ready(
                 Replicas::Count(seen.target_pods),
                 seen.total,
@@ -173,7 +210,15 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
     let steps_total = super::written_steps(o).len();
     let progress = progress(o, w, &p.status);
     let recorded = status::progress_of(&p.status);
-    if progress.step != recorded.step {
+    if plan_changed(o, &p.status) {
+        p.notes.push(Note::normal(
+            "StepsChanged",
+            format!(
+                "the release's steps changed: it goes on at step {} of {steps_total}",
+                progress.step
+            ),
+        ));
+    } else if progress != recorded {
         p.notes.push(Note::normal(
             "StepJumped",
             format!(
@@ -208,9 +253,16 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
     }
 
     let total = w.replicas;
-    let pods = decision.target.replicas.resolve(total).min(total);
     let routing = o.routing.as_ref();
     let canary = w.kind.canary_counts(o, w);
+    // The canary never shrinks within a release: a jump back, a smaller workload or
+    // edited steps keep the pods it has.
+    let pods = decision
+        .target
+        .replicas
+        .resolve(total)
+        .min(total)
+        .max(canary.desired);
     let wanted = &decision.target.traffic;
     let wants_traffic =
         routing.is_some() && (wanted.weight.is_some() || !wanted.matches.is_empty());
@@ -266,7 +318,7 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         }
     }
     record(
-        o, p, w, decision, module, digest, progress, recorded, next, pods, canary,
+        o, p, w, decision, module, digest, progress, next, pods, canary,
     );
 
     let recheck = match decision.action {
@@ -327,7 +379,6 @@ fn record(
     module: &str,
     digest: &str,
     progress: StepProgress,
-    recorded: StepProgress,
     next: StepProgress,
     pods: u32,
     canary: crate::strategy::model::ReplicaCounts,
@@ -372,16 +423,19 @@ fn record(
     }
     c.current_step_index = i32::try_from(next.step).unwrap_or(i32::MAX);
     c.current_step_state = next.state.as_str().into();
-    // A nextStepIndex a person wrote stays until the step moves: it is their jump.
+    // A jump is made at once; while `spec.strategy.paused` holds the rollout, the
+    // nextStepIndex a person wrote waits for it.
     let asked = c.next_step_index;
     let asked_is_a_step = asked >= 1 && asked as usize <= steps_total;
-    c.next_step_index = if next.step == recorded.step && asked_is_a_step {
+    c.next_step_index = if o.rollout.spec.strategy.paused && asked_is_a_step {
         asked
     } else {
         stepper::next_step_index(next.step, steps_total)
     };
+    c.rollout_hash = crate::kruise::hash::plan_hash(&o.rollout);
     c.last_update_time = Some(status::time(next.last_update_time.max(1)));
-    c.canary_replicas = i32::try_from(pods).unwrap_or(i32::MAX);
+    // Kruise's counts are the canary's pods as they are.
+    c.canary_replicas = i32::try_from(canary.updated).unwrap_or(i32::MAX);
     c.canary_ready_replicas = i32::try_from(canary.ready).unwrap_or(i32::MAX);
     c.observed_workload_generation = w.generation;
     c.canary_revision = w.template_hash();

@@ -1,6 +1,8 @@
 //! Table tests of the pure middle. Each file of `tests/fixtures/plan/` holds a base
 //! snapshot (the objects a reconcile observed) and cases: a JSON merge patch of the
-//! base (`{template-hash}` stands for the hash of the workload's template), the
+//! base (`{template-hash}` stands for the hash of the workload's template,
+//! `{plan-hash}` for Kruise's hash of the Rollout's plan, which the Rollout carries
+//! as its annotation unless a case writes another), the
 //! strategy's answer, and what the plan must produce — the stage, the writes in
 //! order, the status (a subset), the events and the requeue.
 
@@ -274,6 +276,27 @@ fn run_case(file: &str, base: &Value, case: &Case) -> Vec<String> {
         let text = given.to_string().replace("{template-hash}", &hash);
         given = serde_json::from_str(&text).expect("JSON");
     }
+    // `{plan-hash}` stands for Kruise's hash of the Rollout's plan; the Rollout
+    // carries it as its annotation unless the case writes one.
+    if let Ok(rollout) =
+        serde_json::from_value::<crate::kruise::v1alpha1::Rollout>(given["rollout"].clone())
+        && let Some(hash) = crate::kruise::hash::plan_hash(&rollout)
+    {
+        let text = given.to_string().replace("{plan-hash}", &hash);
+        given = serde_json::from_str(&text).expect("JSON");
+        if given
+            .pointer("/rollout/metadata/annotations/rollouts.kruise.io~1hash")
+            .is_none()
+        {
+            given["rollout"]["metadata"]["annotations"][crate::kruise::hash::ANNOTATION] =
+                Value::String(hash);
+        }
+    }
+    let plan_hash =
+        serde_json::from_value::<crate::kruise::v1alpha1::Rollout>(given["rollout"].clone())
+            .ok()
+            .and_then(|r| crate::kruise::hash::plan_hash(&r))
+            .unwrap_or_default();
     let snapshot: Snapshot = match serde_json::from_value(given) {
         Ok(s) => s,
         Err(e) => return vec![format!("the snapshot does not read: {e}")],
@@ -306,12 +329,25 @@ fn run_case(file: &str, base: &Value, case: &Case) -> Vec<String> {
         };
         config_checked(&mut p, &check, observed.now);
     }
+    let with_hash = |v: &Value| -> Value {
+        serde_json::from_str(&v.to_string().replace("{plan-hash}", &plan_hash)).expect("JSON")
+    };
     if let Some(writes) = &case.expect.writes {
-        check_writes(writes, &p.writes, &canary, &mut out);
+        let writes: Vec<ExpectedWrite> = writes
+            .iter()
+            .map(|w| match w {
+                ExpectedWrite::WithBody { write, body } => ExpectedWrite::WithBody {
+                    write: write.clone(),
+                    body: with_hash(body),
+                },
+                ExpectedWrite::Named(n) => ExpectedWrite::Named(n.clone()),
+            })
+            .collect();
+        check_writes(&writes, &p.writes, &canary, &mut out);
     }
     if let Some(status) = &case.expect.status {
         let actual = serde_json::to_value(&p.status).expect("status serialises");
-        subset(status, Some(&actual), "status", &mut out);
+        subset(&with_hash(status), Some(&actual), "status", &mut out);
     }
     if let Some(notes) = &case.expect.notes {
         let got: Vec<&str> = p.notes.iter().map(|n| n.reason.as_str()).collect();

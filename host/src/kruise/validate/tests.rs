@@ -489,7 +489,9 @@ fn kruise_update_cases() {
     let traffic = &[("{weight: 10, pause", "{weight: 5, pause")][..];
     let other_routing = &[("name: ingress-nginx-demo", "name: other")][..];
     let other_ref = &[("name: deployment-demo", "name: other")][..];
-    let cases: [(&str, &str, &[(&str, &str)], Option<&str>); 8] = [
+    /// (name, phase, edits of the new object, the refusal if any)
+    type UpdateCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+    let cases: [UpdateCase; 8] = [
         ("Normal case", "", traffic, None),
         (
             "Rollout is progressing, but spec not changed",
