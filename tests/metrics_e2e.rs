@@ -211,7 +211,7 @@ async fn https_provider(
     expected: std::sync::Arc<std::sync::Mutex<String>>,
     seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) -> support::sources::HttpsServer {
-    support::sources::https_server_with(std::sync::Arc::new(move |req| {
+    sluice_testkit::https_server(support::sources::answer(move |req| {
         let token = req
             .headers()
             .get("authorization")

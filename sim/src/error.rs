@@ -11,7 +11,7 @@ pub struct ApiError {
     /// HTTP status.
     pub code: u16,
     /// Kubernetes' reason, e.g. `NotFound`.
-    pub reason: &'static str,
+    pub reason: String,
     /// The message.
     pub message: String,
     /// `details`, if any.
@@ -19,10 +19,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(code: u16, reason: &'static str, message: String, details: Option<Value>) -> Self {
+    fn new(code: u16, reason: &str, message: String, details: Option<Value>) -> Self {
         ApiError {
             code,
-            reason,
+            reason: reason.to_owned(),
             message,
             details,
         }
@@ -145,6 +145,16 @@ impl ApiError {
             "the answer to this request was lost (a fault injected by the simulator); the request was carried out".to_owned(),
             None,
         )
+    }
+
+    /// 500: something the server relies on failed.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(500, "InternalError", message.into(), None)
+    }
+
+    /// A refusal with the code and reason an admission webhook gave.
+    pub fn refused(code: u16, reason: &str, message: String) -> Self {
+        ApiError::new(code, reason, message, None)
     }
 
     /// 422 Invalid, with a cause per field.

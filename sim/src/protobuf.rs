@@ -13,7 +13,7 @@ use crate::error::ApiError;
 pub fn decode(_body: &[u8]) -> Result<Value, ApiError> {
     Err(ApiError {
         code: 415,
-        reason: "UnsupportedMediaType",
+        reason: "UnsupportedMediaType".into(),
         message: "the Sluice simulator accepts JSON and YAML bodies, not protobuf: kubectl's generators (`kubectl create namespace|deployment|configmap …`) send protobuf; write the object as YAML and use `kubectl apply -f` or `kubectl create -f` instead".into(),
         details: None,
     })

@@ -221,6 +221,20 @@ impl Registry {
                     false,
                 ),
                 b("coordination.k8s.io", "v1", "Lease", "leases", true),
+                b(
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    "MutatingWebhookConfiguration",
+                    "mutatingwebhookconfigurations",
+                    false,
+                ),
+                b(
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    "ValidatingWebhookConfiguration",
+                    "validatingwebhookconfigurations",
+                    false,
+                ),
                 b("events.k8s.io", "v1", "Event", "events", true).short(&["ev"]),
                 b(
                     "apiextensions.k8s.io",

@@ -8,6 +8,7 @@ use axum::response::Response;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use super::admission::{self, Attributes, Operation};
 use super::patch::{PatchKind, apply_patch};
 use super::path::{self, Route, Target};
 use super::selector::LabelSelector;
@@ -47,17 +48,66 @@ pub async fn handle(state: &ApiState, request: Request) -> Result<Response, ApiE
                 .find(&target.group, &target.version, &target.plural)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found_resource(&target.group, &target.plural))?;
-            resource(&state.store, &ty, &target, &request)
+            let call = Call {
+                store: &state.store,
+                ty: &ty,
+                version: &target.version,
+                user,
+                dry_run: request.query.get("dryRun").is_some_and(|d| d == "All"),
+            };
+            resource(&call, &target, &request).await
         }
     }
 }
 
-fn resource(
-    store: &Arc<Store>,
-    ty: &ResourceType,
+/// A write request's context: where it goes, who asks, at which version, whether
+/// it is a dry run. Writes go through admission webhooks.
+struct Call<'a> {
+    store: &'a Arc<Store>,
+    ty: &'a ResourceType,
+    version: &'a str,
+    user: &'a str,
+    dry_run: bool,
+}
+
+impl Call<'_> {
+    /// Runs admission for one write; the object it leaves.
+    async fn admit(
+        &self,
+        operation: Operation,
+        namespace: &str,
+        name: &str,
+        subresource: Option<&str>,
+        object: Option<Value>,
+        old: Option<Arc<Value>>,
+    ) -> Result<Option<Value>, ApiError> {
+        let mut attrs = Attributes {
+            operation,
+            ty: self.ty,
+            version: self.version,
+            namespace,
+            name,
+            subresource,
+            object,
+            old,
+            user: self.user,
+            dry_run: self.dry_run,
+        };
+        admission::admit(self.store, &mut attrs).await?;
+        Ok(attrs.object)
+    }
+}
+
+/// How often a patch is tried again when the object changed between its read and
+/// its write (as kube-apiserver retries a patch).
+const PATCH_ATTEMPTS: usize = 10;
+
+async fn resource(
+    call: &Call<'_>,
     target: &Target,
     request: &Request,
 ) -> Result<Response, ApiError> {
+    let (store, ty) = (call.store, call.ty);
     let res = ResKey::new(&ty.group, &ty.plural);
     if ty.namespaced && target.name.is_some() && target.namespace.is_none() {
         return Err(ApiError::no_route(&request.path));
@@ -82,11 +132,11 @@ fn resource(
         }
         (&Method::GET, None, _) => list(store, ty, &res, target.namespace.as_deref(), request),
         (&Method::POST, None, _) => {
-            let object = create(store, ty, &ns, parse_body(request)?)?;
+            let object = create_admitted(call, &ns, parse_body(request)?).await?;
             Ok(json_response(StatusCode::CREATED, &served(&object, ty)))
         }
         (&Method::DELETE, None, _) => {
-            delete_collection(store, ty, &res, target.namespace.as_deref(), request)
+            delete_collection(call, &res, target.namespace.as_deref(), request).await
         }
         (&Method::GET, Some(name), None) => {
             let object = store
@@ -101,11 +151,11 @@ fn resource(
             Ok(json_response(StatusCode::OK, &served(&object, ty)))
         }
         (&Method::PUT, Some(name), None) => {
-            let object = update(store, ty, &ns, name, parse_body(request)?)?;
+            let object = update_admitted(call, &ns, name, parse_body(request)?).await?;
             Ok(json_response(StatusCode::OK, &served(&object, ty)))
         }
-        (&Method::PATCH, Some(name), None) => patch(store, ty, &ns, name, request),
-        (&Method::DELETE, Some(name), None) => delete(store, ty, &ns, name, request),
+        (&Method::PATCH, Some(name), None) => patch(call, &ns, name, request).await,
+        (&Method::DELETE, Some(name), None) => delete(call, &ns, name, request).await,
         (&Method::GET, Some(name), Some("status")) => {
             let object = store
                 .get(&res, &ns, name)
@@ -113,10 +163,10 @@ fn resource(
             Ok(json_response(StatusCode::OK, &served(&object, ty)))
         }
         (&Method::PUT | &Method::PATCH, Some(name), Some("status")) if ty.status => {
-            status(store, ty, &ns, name, request)
+            status(call, &ns, name, request).await
         }
         (_, Some(name), Some("scale")) if ty.scale.is_some() => {
-            scale(store, ty, &ns, name, request)
+            scale(call, &ns, name, request).await
         }
         (_, Some(_), Some("finalize")) if ty.plural == "namespaces" => {
             let body = parse_body(request)?;
@@ -197,13 +247,45 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     Ok((ns.to_owned(), name.to_owned()))
 }
 
-/// Creates an object of `ty` in `ns` (empty for cluster-scoped kinds).
+/// Creates an object of `ty` in `ns` (empty for cluster-scoped kinds), as the
+/// server itself does (no admission).
 pub fn create(
     store: &Store,
     ty: &ResourceType,
     ns: &str,
-    mut object: Value,
+    object: Value,
 ) -> Result<Arc<Value>, ApiError> {
+    let object = prepare_create(ty, ns, object)?;
+    let object = store.create(&ResKey::new(&ty.group, &ty.plural), object)?;
+    after_write(store, ty, &object)
+}
+
+/// Creates an object a client sent: through admission.
+async fn create_admitted(call: &Call<'_>, ns: &str, object: Value) -> Result<Arc<Value>, ApiError> {
+    let object = prepare_create(call.ty, ns, object)?;
+    let meta = Meta::of(&object);
+    let (namespace, name) = (meta.namespace().to_owned(), meta.name().to_owned());
+    let object = call
+        .admit(
+            Operation::Create,
+            &namespace,
+            &name,
+            None,
+            Some(object),
+            None,
+        )
+        .await?
+        .unwrap_or(Value::Null);
+    if call.dry_run {
+        return Ok(Arc::new(object));
+    }
+    let object = call
+        .store
+        .create(&ResKey::new(&call.ty.group, &call.ty.plural), object)?;
+    after_write(call.store, call.ty, &object)
+}
+
+fn prepare_create(ty: &ResourceType, ns: &str, mut object: Value) -> Result<Value, ApiError> {
     if !object.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
@@ -237,8 +319,7 @@ pub fn create(
         }
     }
     prepare(ty, &mut object, None);
-    let object = store.create(&ResKey::new(&ty.group, &ty.plural), object)?;
-    after_write(store, ty, &object)
+    Ok(object)
 }
 
 /// Fills what the API server fills on every write.
@@ -379,8 +460,49 @@ fn update(
     ty: &ResourceType,
     ns: &str,
     name: &str,
-    mut object: Value,
+    object: Value,
 ) -> Result<Arc<Value>, ApiError> {
+    let (object, _) = prepare_update(store, ty, ns, name, object)?;
+    let object = store.update(&ResKey::new(&ty.group, &ty.plural), object)?;
+    after_write(store, ty, &object)
+}
+
+/// Updates an object a client sent: through admission.
+async fn update_admitted(
+    call: &Call<'_>,
+    ns: &str,
+    name: &str,
+    object: Value,
+) -> Result<Arc<Value>, ApiError> {
+    let (object, current) = prepare_update(call.store, call.ty, ns, name, object)?;
+    let object = call
+        .admit(
+            Operation::Update,
+            ns,
+            name,
+            None,
+            Some(object),
+            Some(current),
+        )
+        .await?
+        .unwrap_or(Value::Null);
+    if call.dry_run {
+        return Ok(Arc::new(object));
+    }
+    let object = call
+        .store
+        .update(&ResKey::new(&call.ty.group, &call.ty.plural), object)?;
+    after_write(call.store, call.ty, &object)
+}
+
+/// The object an update writes, and the object it replaces.
+fn prepare_update(
+    store: &Store,
+    ty: &ResourceType,
+    ns: &str,
+    name: &str,
+    mut object: Value,
+) -> Result<(Value, Arc<Value>), ApiError> {
     let res = ResKey::new(&ty.group, &ty.plural);
     {
         let meta = object::meta_mut(&mut object);
@@ -399,40 +521,49 @@ fn update(
         .get(&res, ns, name)
         .ok_or_else(|| ApiError::not_found(&ty.plural, &ty.group, name))?;
     prepare(ty, &mut object, Some(&current));
-    let object = store.update(&res, object)?;
-    after_write(store, ty, &object)
+    Ok((object, current))
 }
 
-fn patch(
-    store: &Store,
-    ty: &ResourceType,
+async fn patch(
+    call: &Call<'_>,
     ns: &str,
     name: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
+    let ty = call.ty;
     let kind = PatchKind::from_content_type(request.header("content-type"))?;
     let res = ResKey::new(&ty.group, &ty.plural);
-    let Some(current) = store.get(&res, ns, name) else {
-        if kind == PatchKind::Apply {
-            let mut object = parse_body(request)?;
-            object::meta_mut(&mut object).insert("name".into(), json!(name));
-            let object = create(store, ty, ns, object)?;
-            return Ok(json_response(StatusCode::CREATED, &served(&object, ty)));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(current) = call.store.get(&res, ns, name) else {
+            if kind == PatchKind::Apply {
+                let mut object = parse_body(request)?;
+                object::meta_mut(&mut object).insert("name".into(), json!(name));
+                let object = create_admitted(call, ns, object).await?;
+                return Ok(json_response(StatusCode::CREATED, &served(&object, ty)));
+            }
+            return Err(ApiError::not_found(&ty.plural, &ty.group, name));
+        };
+        let patched = apply_patch(kind, &current, &request.body)?;
+        // A resourceVersion the client wrote is its precondition; otherwise the patch
+        // applies to whatever the object is when it is written.
+        let precondition = object::resource_version(&patched) != object::resource_version(&current);
+        match update_admitted(call, ns, name, patched).await {
+            Err(e) if e.code == 409 && !precondition && attempt < PATCH_ATTEMPTS => continue,
+            Err(e) => return Err(e),
+            Ok(object) => return Ok(json_response(StatusCode::OK, &served(&object, ty))),
         }
-        return Err(ApiError::not_found(&ty.plural, &ty.group, name));
-    };
-    let patched = apply_patch(kind, &current, &request.body)?;
-    let object = update(store, ty, ns, name, patched)?;
-    Ok(json_response(StatusCode::OK, &served(&object, ty)))
+    }
 }
 
-fn status(
-    store: &Store,
-    ty: &ResourceType,
+async fn status(
+    call: &Call<'_>,
     ns: &str,
     name: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
+    let (store, ty) = (call.store, call.ty);
     let res = ResKey::new(&ty.group, &ty.plural);
     let current = store
         .get(&res, ns, name)
@@ -454,17 +585,31 @@ fn status(
     if !wanted_rv.is_empty() {
         object::meta_mut(&mut object).insert("resourceVersion".into(), json!(wanted_rv));
     }
+    let object = call
+        .admit(
+            Operation::Update,
+            ns,
+            name,
+            Some("status"),
+            Some(object),
+            Some(current),
+        )
+        .await?
+        .unwrap_or(Value::Null);
+    if call.dry_run {
+        return Ok(json_response(StatusCode::OK, &served(&object, ty)));
+    }
     let object = store.update(&res, object)?;
     Ok(json_response(StatusCode::OK, &served(&object, ty)))
 }
 
-fn scale(
-    store: &Store,
-    ty: &ResourceType,
+async fn scale(
+    call: &Call<'_>,
     ns: &str,
     name: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
+    let (store, ty) = (call.store, call.ty);
     let paths = ty
         .scale
         .clone()
@@ -528,17 +673,33 @@ fn scale(
     }
     let mut object = (*current).clone();
     set_at(&mut object, &paths.spec_replicas, json!(replicas));
+    // Webhooks of the scale subresource see the whole object (a real server sends
+    // them the Scale).
+    let object = call
+        .admit(
+            Operation::Update,
+            ns,
+            name,
+            Some("scale"),
+            Some(object),
+            Some(current),
+        )
+        .await?
+        .unwrap_or(Value::Null);
+    if call.dry_run {
+        return Ok(json_response(StatusCode::OK, &as_scale(&object)));
+    }
     let object = store.update(&res, object)?;
     Ok(json_response(StatusCode::OK, &as_scale(&object)))
 }
 
-fn delete(
-    store: &Store,
-    ty: &ResourceType,
+async fn delete(
+    call: &Call<'_>,
     ns: &str,
     name: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
+    let (store, ty) = (call.store, call.ty);
     let res = ResKey::new(&ty.group, &ty.plural);
     let options: Value = if request.body.is_empty() {
         json!({})
@@ -554,6 +715,18 @@ fn delete(
         && uid != Meta::of(&current).uid()
     {
         return Err(ApiError::conflict(&ty.plural, &ty.group, name));
+    }
+    call.admit(
+        Operation::Delete,
+        ns,
+        name,
+        None,
+        None,
+        Some(current.clone()),
+    )
+    .await?;
+    if call.dry_run {
+        return Ok(json_response(StatusCode::OK, &served(&current, ty)));
     }
     let orphan = options.get("propagationPolicy").and_then(Value::as_str) == Some("Orphan")
         || options.get("orphanDependents").and_then(Value::as_bool) == Some(true);
@@ -577,13 +750,13 @@ fn delete(
     Ok(json_response(StatusCode::OK, &served(&object, ty)))
 }
 
-fn delete_collection(
-    store: &Store,
-    ty: &ResourceType,
+async fn delete_collection(
+    call: &Call<'_>,
     res: &ResKey,
     ns: Option<&str>,
     request: &Request,
 ) -> Result<Response, ApiError> {
+    let (store, ty) = (call.store, call.ty);
     let (labels, fields) = request.selectors()?;
     let snapshot = store.list(res, ns);
     let mut deleted = Vec::new();
@@ -593,6 +766,19 @@ fn delete_collection(
         .filter(|o| labels.matches(Meta::of(o).labels()) && fields.matches(o))
     {
         let (ns, name) = object::key(object);
+        call.admit(
+            Operation::Delete,
+            &ns,
+            &name,
+            None,
+            None,
+            Some(object.clone()),
+        )
+        .await?;
+        if call.dry_run {
+            deleted.push(served(object, ty));
+            continue;
+        }
         if let Ok((gone, _)) = store.delete(res, &ns, &name) {
             deleted.push(served(&gone, ty));
         }

@@ -1,5 +1,6 @@
 //! The Kubernetes REST API over HTTP: discovery, CRUD, watch, patch, subresources.
 
+pub mod admission;
 pub mod audit;
 mod discovery;
 pub mod faults;

@@ -6,6 +6,7 @@
 
 mod daemon;
 mod http;
+pub mod https;
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use sluice_sim::{PodBehaviour, Sim, SimConfig};
 
 pub use daemon::Daemon;
 pub use http::{http_get, http_get_host, http_get_with};
+pub use https::{HttpsServer, https_server};
 
 /// The seed of the gateway's random choices in tests: a traffic share measured in
 /// one run is measured the same in the next.
@@ -117,6 +119,8 @@ pub fn api_for(
             | "CustomResourceDefinition"
             | "ClusterRole"
             | "ClusterRoleBinding"
+            | "MutatingWebhookConfiguration"
+            | "ValidatingWebhookConfiguration"
     ) {
         Api::all_with(client.clone(), &resource)
     } else {
