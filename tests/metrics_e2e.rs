@@ -132,10 +132,10 @@ async fn cluster_with_prometheus() -> (Cluster, Prometheus) {
     let c = Cluster::on(
         sim,
         support::sandbox_config(),
-        sluice::controller::ControllerConfig {
+        support::cluster::with_webhooks(sluice::controller::ControllerConfig {
             providers: vec![provider],
             ..Default::default()
-        },
+        }),
     )
     .await;
     (c, prometheus)
@@ -145,10 +145,7 @@ async fn v1_then(c: &Cluster, v2_error_rate: &str) -> Traffic {
     c.apply(&deployment("barnett/canarydemo:v1", "0")).await;
     c.apply(&setup()).await;
     c.until_healthy("echo").await;
-    c.until("held", || async {
-        c.deployment("echo").await.spec.paused == Some(true)
-    })
-    .await;
+    c.until_governed("apps", "deployments", "echo").await;
     let flow = traffic(c.sim.gateway_url());
     c.apply(&deployment("barnett/canarydemo:v2", v2_error_rate))
         .await;

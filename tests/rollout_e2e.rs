@@ -73,10 +73,7 @@ async fn v1_healthy(c: &Cluster, steps: &str, replicas: u32) {
     c.apply(&app("barnett/canarydemo:v1", replicas)).await;
     c.apply(&rollout(steps)).await;
     c.until_healthy("echo").await;
-    c.until("v1 is held", || async {
-        c.deployment("echo").await.spec.paused == Some(true)
-    })
-    .await;
+    c.until_governed("apps", "deployments", "echo").await;
 }
 
 fn canary_deployments(c: &Cluster) -> Vec<Value> {
@@ -97,7 +94,8 @@ fn stable_selector_hash(c: &Cluster) -> Option<String> {
     })
 }
 
-/// After a release: nothing canary left, the selector unpinned, the workload held.
+/// After a release (Kruise's FINAL-OK): nothing canary left, the selector unpinned,
+/// the workload an ordinary, unpaused Deployment with every pod updated.
 async fn assert_clean(c: &Cluster, image: &str, replicas: usize) {
     c.until("the stable Deployment runs the final version", || async {
         c.ready_pods_with(image) == replicas
@@ -121,10 +119,27 @@ async fn assert_clean(c: &Cluster, image: &str, replicas: usize) {
         None,
         "the stable Service is still pinned"
     );
+    let d = c.deployment("echo").await;
+    assert_ne!(d.spec.paused, Some(true), "the workload is left paused");
+    let status = d.status.expect("status");
     assert_eq!(
-        c.deployment("echo").await.spec.paused,
-        Some(true),
-        "the workload is not held again"
+        (
+            status.updated_replicas,
+            status.replicas,
+            status.ready_replicas
+        ),
+        (
+            Some(replicas as i32),
+            Some(replicas as i32),
+            Some(replicas as i32)
+        )
+    );
+    assert!(
+        !d.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("rollouts.kruise.io/in-progressing"),
+        "the release's mark is left on the workload"
     );
 }
 
@@ -308,10 +323,7 @@ async fn deployment_v1_v2_percentage_20_40_60_80_90_and_replicas_3() {
     ))
     .await;
     c.until_healthy("echo").await;
-    c.until("v1 is held", || async {
-        c.deployment("echo").await.spec.paused == Some(true)
-    })
-    .await;
+    c.until_governed("apps", "deployments", "echo").await;
     c.apply(
         app3("barnett/canarydemo:v2")
             .split("\n---")
@@ -848,9 +860,26 @@ async fn disabling_mid_release_releases_everything() {
     );
 }
 
+/// Kruise's webhook refuses an invalid Rollout at create, naming the field.
 #[tokio::test]
-async fn an_invalid_rollout_gets_a_condition_and_changes_nothing() {
+async fn an_invalid_rollout_is_refused_in_kruises_words() {
     let c = Cluster::start().await;
+    c.apply(&app("barnett/canarydemo:v1", 3)).await;
+    let message =
+        sluice_testkit::refused(&c.client, &rollout("[{weight: 60}, {weight: 20}]")).await;
+    assert!(
+        message.starts_with("admission webhook \"vrollout.kb.io\" denied the request: Spec.Strategy.Canary.Steps.Weight: Invalid value: ")
+            && message.ends_with(": Steps.Weight must be a non decreasing sequence"),
+        "{message}"
+    );
+    assert!(c.object("rollouts.kruise.io", "rollouts", "echo").is_none());
+}
+
+#[tokio::test]
+/// Where no webhook refused it, an invalid Rollout gets a condition and an event,
+/// and changes nothing.
+async fn without_the_webhook_an_invalid_rollout_gets_a_condition_and_changes_nothing() {
+    let c = Cluster::start_without_webhooks().await;
     c.apply(&app("barnett/canarydemo:v1", 3)).await;
     c.apply(&rollout("[{weight: 60}, {weight: 20}]")).await;
     c.until_rollout("echo", "invalid", |r| {
@@ -911,10 +940,7 @@ async fn a_failing_strategy_pauses_its_rollout_only() {
     c.until_healthy("echo").await;
     c.until_healthy("neighbour").await;
     for name in ["echo", "neighbour"] {
-        c.until(&format!("{name} is held"), || async {
-            c.deployment(name).await.spec.paused == Some(true)
-        })
-        .await;
+        c.until_governed("apps", "deployments", name).await;
     }
     c.apply(&deployment("barnett/canarydemo:v2", 3)).await;
     c.apply(&support::cluster::deployment_yaml(
@@ -974,10 +1000,41 @@ async fn a_workload_that_does_not_exist_yet() {
     c.until_healthy("echo").await;
 }
 
+/// Kruise's "Disabled rollout tests": a second Rollout of a workload is refused at
+/// create, in Kruise's words.
 #[tokio::test]
 async fn a_second_rollout_on_the_same_workload_is_refused() {
     let c = Cluster::start().await;
     v1_healthy(&c, "[{weight: 20, pause: {}}]", 2).await;
+    let second = rollout("[{weight: 20, pause: {}}]")
+        .replace("metadata: {name: echo}", "metadata: {name: echo-2}");
+    assert_eq!(
+        sluice_testkit::refused(&c.client, &second).await,
+        "admission webhook \"vrollout.kb.io\" denied the request: Conflict Checker: Invalid value: \"echo-2\": This rollout conflict with Rollout(default/echo), one workload only have less than one Rollout"
+    );
+    // Disabled, the first still holds the workload for this rule.
+    c.patch(
+        "rollouts.kruise.io/v1alpha1",
+        "Rollout",
+        "echo",
+        json!({"spec": {"disabled": true}}),
+    )
+    .await;
+    assert!(
+        sluice_testkit::refused(&c.client, &second)
+            .await
+            .contains("This rollout conflict with Rollout(default/echo)")
+    );
+}
+
+/// Where no webhook refused it, the second Rollout is reported invalid and the
+/// first keeps the workload.
+#[tokio::test]
+async fn without_the_webhook_a_second_rollout_is_reported_and_changes_nothing() {
+    let c = Cluster::start_without_webhooks().await;
+    c.apply(&app("barnett/canarydemo:v1", 2)).await;
+    c.apply(&rollout("[{weight: 20, pause: {}}]")).await;
+    c.until_healthy("echo").await;
     c.apply(
         &rollout("[{weight: 20, pause: {}}]")
             .replace("metadata: {name: echo}", "metadata: {name: echo-2}"),
@@ -996,7 +1053,11 @@ async fn a_second_rollout_on_the_same_workload_is_refused() {
         .find(|x| x.type_ == "Valid")
         .unwrap()
         .message;
-    assert!(msg.contains("This rollout conflict with Rollout(default/echo), one workload only have less than one Rollout"), "{msg}");
+    assert_eq!(
+        msg,
+        "Conflict Checker: Invalid value: \"echo-2\": This rollout conflict with Rollout(default/echo), one workload only have less than one Rollout"
+    );
+    assert_eq!(condition(&c.rollout("echo").await, "Valid"), None);
 }
 
 #[tokio::test]
@@ -1037,20 +1098,53 @@ async fn the_kubevela_trait_legacy_type_nginx_routes_through_the_ingress_named_l
     ))
     .await;
     c.until_healthy("echo").await;
-    c.until("held", || async {
-        c.deployment("echo").await.spec.paused == Some(true)
-    })
-    .await;
+    c.until_governed("apps", "deployments", "echo").await;
     c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
     c.until_paused_at("echo", 1).await;
     assert_eq!(c.canary_weight("echo").as_deref(), Some("20"));
 }
 
+/// Kruise's webhook forbids changing the traffic routing while a release runs.
 #[tokio::test]
 async fn the_traffic_routing_cannot_change_mid_release() {
     let c = Cluster::start().await;
     v1_healthy(&c, "[{weight: 20, pause: {}}]", 3).await;
     c.apply(&deployment("barnett/canarydemo:v2", 3)).await;
+    c.until_paused_at("echo", 1).await;
+    let changed = rollout("[{weight: 20, pause: {}}]")
+        .replace("ingress: {name: echo}", "ingress: {name: other}");
+    assert_eq!(
+        sluice_testkit::refused(&c.client, &changed).await,
+        "admission webhook \"vrollout.kb.io\" denied the request: Spec.Strategy.Canary.TrafficRoutings: Forbidden: Rollout 'Strategy.Canary.TrafficRoutings' field is immutable"
+    );
+    // The steps may change: the step runs again with the new weight, then waits.
+    c.apply(&rollout("[{weight: 30, pause: {}}]")).await;
+    c.until_rollout("echo", "the new plan paused at step 1", |r| {
+        let hash = sluice::kruise::hash::plan_hash(r);
+        r.status
+            .as_ref()
+            .and_then(|s| s.canary_status.as_ref())
+            .is_some_and(|c| c.rollout_hash == hash && c.current_step_state == "StepPaused")
+    })
+    .await;
+    assert_eq!(c.canary_weight("echo").as_deref(), Some("30"));
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+}
+
+#[tokio::test]
+/// Where no webhook refused it, a changed traffic routing stops the release where
+/// it is, until it is changed back.
+async fn without_the_webhook_a_changed_traffic_routing_stops_the_release() {
+    let c = Cluster::start_without_webhooks().await;
+    v1_healthy(&c, "[{weight: 20, pause: {}}]", 3).await;
+    // What the webhook would have done: the new template arrives paused.
+    c.apply(&deployment("barnett/canarydemo:v2", 3).replacen(
+        "spec:\n  replicas:",
+        "spec:\n  paused: true\n  replicas:",
+        1,
+    ))
+    .await;
     c.until_paused_at("echo", 1).await;
     c.apply(
         &rollout("[{weight: 20, pause: {}}]")

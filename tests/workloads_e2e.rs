@@ -62,10 +62,8 @@ async fn cloneset_releases_by_partition_with_traffic() {
     ))
     .await;
     c.until_healthy("echo").await;
-    c.until("held", || async {
-        partition(&c, "/spec/updateStrategy/partition") == json!("100%")
-    })
-    .await;
+    c.until_governed("apps.kruise.io", "clonesets", "echo")
+        .await;
     c.apply(&cloneset("barnett/canarydemo:v2")).await;
     c.until_paused_at("echo", 1).await;
     assert_eq!(partition(&c, "/spec/updateStrategy/partition"), json!(4));
@@ -91,10 +89,8 @@ async fn cloneset_releases_by_partition_with_traffic() {
             .is_none()
     );
     assert!(c.object("", "services", "echo-canary").is_none());
-    c.until("held again", || async {
-        partition(&c, "/spec/updateStrategy/partition") == json!("100%")
-    })
-    .await;
+    // Released: no partition holds the CloneSet until its next template.
+    assert_eq!(partition(&c, "/spec/updateStrategy/partition"), json!(0));
 }
 
 #[tokio::test]
@@ -110,10 +106,8 @@ async fn cloneset_rollback_reverts_the_updated_pods() {
     ))
     .await;
     c.until_healthy("echo").await;
-    c.until("held", || async {
-        partition(&c, "/spec/updateStrategy/partition") == json!("100%")
-    })
-    .await;
+    c.until_governed("apps.kruise.io", "clonesets", "echo")
+        .await;
     c.apply(&cloneset("barnett/canarydemo:v2")).await;
     c.until_paused_at("echo", 1).await;
     assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 2);
@@ -209,10 +203,7 @@ spec:
     ))
     .await;
     c.until_healthy("echo").await;
-    c.until("held", || async {
-        c.deployment("echo").await.spec.paused == Some(true)
-    })
-    .await;
+    c.until_governed("apps", "deployments", "echo").await;
     c.apply(&support::cluster::deployment_yaml(
         "echo",
         "barnett/canarydemo:v2",
@@ -265,10 +256,7 @@ async fn a_nodeport_service_gets_a_canary_without_node_ports() {
     ))
     .await;
     c.until_healthy("echo").await;
-    c.until("held", || async {
-        c.deployment("echo").await.spec.paused == Some(true)
-    })
-    .await;
+    c.until_governed("apps", "deployments", "echo").await;
     c.apply(&support::cluster::deployment_yaml(
         "echo",
         "barnett/canarydemo:v2",
@@ -302,10 +290,7 @@ async fn steps_changed_mid_release_clamp_to_the_new_plan() {
     c.apply(&rollout("Deployment", "apps/v1", five, routing))
         .await;
     c.until_healthy("echo").await;
-    c.until("held", || async {
-        c.deployment("echo").await.spec.paused == Some(true)
-    })
-    .await;
+    c.until_governed("apps", "deployments", "echo").await;
     c.apply(&support::cluster::deployment_yaml(
         "echo",
         "barnett/canarydemo:v2",
@@ -405,10 +390,7 @@ async fn the_controller_serves_metrics_and_health() {
     ))
     .await;
     c.until_healthy("echo").await;
-    c.until("held", || async {
-        c.deployment("echo").await.spec.paused == Some(true)
-    })
-    .await;
+    c.until_governed("apps", "deployments", "echo").await;
     c.apply(&support::cluster::deployment_yaml(
         "echo",
         "barnett/canarydemo:v2",

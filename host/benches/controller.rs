@@ -61,6 +61,7 @@ impl Bench {
             sluice::strategy::RuntimeConfig::default(),
             sluice::controller::ControllerConfig {
                 metrics_addr: Some(([127, 0, 0, 1], 0).into()),
+                webhook: Some(sluice::admission::WebhookConfig::local(0)),
                 ..Default::default()
             },
         )
@@ -157,8 +158,9 @@ impl Bench {
         }
     }
 
-    /// Waits until every Deployment `app-*` is held for a release (paused).
-    async fn until_held(&self, n: usize) {
+    /// Waits until the controller has taken up every Deployment `app-*` (labelled
+    /// it for the admission webhook, which holds its next template for a release).
+    async fn until_governed(&self, n: usize) {
         let limit = Instant::now() + Duration::from_secs(600);
         loop {
             let held = self
@@ -167,12 +169,15 @@ impl Bench {
                 .list(&ResKey::new("apps", "deployments"), Some("default"))
                 .items
                 .iter()
-                .filter(|d| d.pointer("/spec/paused") == Some(&Value::Bool(true)))
+                .filter(|d| {
+                    d.pointer("/metadata/labels/rollouts.kruise.io~1workload-type")
+                        .is_some()
+                })
                 .count();
             if held >= n {
                 return;
             }
-            assert!(Instant::now() < limit, "{held} of {n} Deployments held");
+            assert!(Instant::now() < limit, "{held} of {n} Deployments taken up");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -229,7 +234,7 @@ async fn paused(n: usize) -> anyhow::Result<()> {
     b.apply_all(n, |i| app(i, "demo:v1", 2)).await;
     b.apply_all(n, |i| rollout(i, countdown)).await;
     b.until_rollouts(n, "healthy", healthy).await;
-    b.until_held(n).await;
+    b.until_governed(n).await;
     b.apply_all(n, |i| app(i, "demo:v2", 2)).await;
     b.until_rollouts(n, "paused in step 1", paused_at_step_1)
         .await;
@@ -278,7 +283,7 @@ async fn namespace(n: usize) -> anyhow::Result<()> {
     b.apply_all(n, |i| app(i, "demo:v1", 1)).await;
     b.apply_all(n, |i| rollout(i, "")).await;
     b.until_rollouts(n, "healthy", healthy).await;
-    b.until_held(n).await;
+    b.until_governed(n).await;
     let settled = started.elapsed();
     b.until_quiet().await;
 

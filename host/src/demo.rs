@@ -97,7 +97,7 @@ impl<W: Write> Demo<'_, W> {
         })
         .await?;
         self.wait_pods(5, "barnett/canarydemo:v1", 5).await?;
-        self.wait_held().await?;
+        self.wait_governed().await?;
         self.status_line().await?;
         self.pods_line()?;
         self.traffic("v1", 50).await?;
@@ -247,8 +247,9 @@ impl<W: Write> Demo<'_, W> {
         }
     }
 
-    /// Waits until the Rollout holds the Deployment, so the next template is a release.
-    async fn wait_held(&self) -> anyhow::Result<()> {
+    /// Waits until the controller has marked the Deployment as released by a Rollout,
+    /// so that the admission webhook holds its next template for a release.
+    async fn wait_governed(&self) -> anyhow::Result<()> {
         let mut events = self.sim.store().subscribe();
         let limit = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
@@ -260,13 +261,16 @@ impl<W: Write> Demo<'_, W> {
                     "default",
                     "canary-demo",
                 )
-                .is_some_and(|d| d.pointer("/spec/paused") == Some(&json!(true)));
+                .is_some_and(|d| {
+                    d.pointer("/metadata/labels/rollouts.kruise.io~1workload-type")
+                        .is_some()
+                });
             if held {
                 return Ok(());
             }
             tokio::select! {
                 _ = events.recv() => {}
-                () = tokio::time::sleep_until(limit) => bail!("the Deployment was not held within two minutes"),
+                () = tokio::time::sleep_until(limit) => bail!("the controller did not take up the Deployment within two minutes"),
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Sluice: a progressive-delivery controller for Kubernetes whose every rollout
 //! decision is made by a sandboxed WebAssembly strategy module.
 
+pub mod admission;
 pub mod cli;
 pub mod clock;
 pub mod config;

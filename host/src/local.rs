@@ -77,8 +77,9 @@ pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs the CRDs and starts the controller against the simulator, compiling
-/// modules in this process (trusted modules only: the demo's).
+/// Installs the CRDs and starts the controller against the simulator, with its
+/// admission webhooks on a free port, compiling modules in this process (trusted
+/// modules only: the demo's).
 pub async fn start_controller(
     sim: &Sim,
     cache_dir: Option<PathBuf>,
@@ -89,7 +90,10 @@ pub async fn start_controller(
             cache_dir,
             ..RuntimeConfig::default()
         },
-        ControllerConfig::default(),
+        ControllerConfig {
+            webhook: Some(crate::admission::WebhookConfig::local(0)),
+            ..ControllerConfig::default()
+        },
     )
     .await
 }

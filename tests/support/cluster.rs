@@ -44,8 +44,20 @@ impl Cluster {
         configure: impl FnOnce(&Sim) -> sluice::controller::ControllerConfig,
     ) -> Cluster {
         let sim = sluice_testkit::sim().await;
-        let config = configure(&sim);
+        let config = with_webhooks(configure(&sim));
         Cluster::on(sim, sandbox, config).await
+    }
+
+    /// A cluster whose controller serves no admission webhooks: what the controller
+    /// does where none is installed.
+    pub async fn start_without_webhooks() -> Cluster {
+        let sim = sluice_testkit::sim().await;
+        Cluster::on(
+            sim,
+            super::sandbox_config(),
+            sluice::controller::ControllerConfig::default(),
+        )
+        .await
     }
 
     /// The controller, configured as `config`, started on a running simulator.
@@ -55,7 +67,7 @@ impl Cluster {
         mut config: sluice::controller::ControllerConfig,
     ) -> Cluster {
         let client = local::client(&sim).expect("client");
-        // The controller binds a free port itself and says which.
+        // The controller binds free ports itself and says which.
         config.metrics_addr = Some(([127, 0, 0, 1], 0).into());
         let controller = local::start_controller_with(&sim, sandbox, config)
             .await
@@ -210,6 +222,21 @@ impl Cluster {
         .await;
     }
 
+    /// Waits until the workload `name` carries the label the admission webhooks
+    /// select workloads by (the controller gives it at its first look).
+    pub async fn until_governed(&self, group: &str, plural: &str, name: &str) {
+        self.until(
+            &format!("{plural} {name} carries the workload-type label"),
+            || async {
+                self.object(group, plural, name).is_some_and(|o| {
+                    o.pointer("/metadata/labels/rollouts.kruise.io~1workload-type")
+                        .is_some()
+                })
+            },
+        )
+        .await;
+    }
+
     /// Waits until the Rollout is Healthy with its last release finished.
     pub async fn until_healthy(&self, name: &str) {
         self.until_rollout(name, "healthy", |r| {
@@ -281,6 +308,17 @@ pub fn within_binomial(hits: u32, n: u32, p: f64) -> bool {
 }
 
 pub use sluice_testkit::{deployment_yaml, http_get};
+
+/// `config` with the admission webhooks a cluster runs, served on a free port of
+/// this machine (the simulated API server calls them there).
+pub fn with_webhooks(
+    mut config: sluice::controller::ControllerConfig,
+) -> sluice::controller::ControllerConfig {
+    if config.webhook.is_none() {
+        config.webhook = Some(sluice::admission::WebhookConfig::local(0));
+    }
+    config
+}
 
 /// The Service `echo` and an Ingress sending `echo.example.com/` to it.
 pub const SERVICE_AND_INGRESS: &str = r#"

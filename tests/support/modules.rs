@@ -128,10 +128,7 @@ pub fn strategy_status(r: &Rollout) -> (String, String) {
 /// Waits for the first release to settle, then releases v2.
 pub async fn release_v2(c: &Cluster) {
     c.until_healthy("echo").await;
-    c.until("held", || async {
-        c.deployment("echo").await.spec.paused == Some(true)
-    })
-    .await;
+    c.until_governed("apps", "deployments", "echo").await;
     c.apply(&crate::support::cluster::deployment_yaml(
         "echo",
         "barnett/canarydemo:v2",

@@ -42,6 +42,104 @@ pub struct ControllerArgs {
     /// Where modules come from and what they may query.
     #[command(flatten)]
     pub sources: SourceArgs,
+    /// The admission webhooks.
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// How the admission webhooks are served (`sluice controller`).
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Serve no admission webhooks (workloads are then held only once the controller
+    /// sees their new template, and invalid Rollouts are stored and reported).
+    #[arg(long)]
+    pub no_webhooks: bool,
+    /// Where the webhooks listen (HTTPS).
+    #[arg(long, default_value = "0.0.0.0:9443")]
+    pub webhook_addr: SocketAddr,
+    /// The Service in front of the controller's pods that the API server calls,
+    /// `NAMESPACE/NAME`; by default `sluice-webhook` in the controller's namespace.
+    #[arg(long)]
+    pub webhook_service: Option<String>,
+    /// Call the webhooks at `https://HOST:<port>` instead of through a Service (an
+    /// API server outside the cluster's network); the certificate names HOST.
+    #[arg(long, conflicts_with = "webhook_service")]
+    pub webhook_host: Option<String>,
+    /// The Secret keeping the webhooks' certificates, `NAMESPACE/NAME`; by default
+    /// `sluice-webhook-certs` in the controller's namespace.
+    #[arg(long)]
+    pub webhook_secret: Option<String>,
+    /// A label workloads must carry for the webhooks to hold them (repeat), as
+    /// KubeVela's addon asks for `kruise-rollout.oam.dev/webhook`.
+    #[arg(long = "webhook-require-label")]
+    pub require_labels: Vec<String>,
+    /// The largest percentage of replicas a partition-style step with traffic may
+    /// update (Kruise's `--partition-percent-limit`).
+    #[arg(long, default_value_t = crate::kruise::validate::DEFAULT_PARTITION_LIMIT)]
+    pub partition_percent_limit: i64,
+}
+
+fn split_ref(text: &str, what: &str) -> anyhow::Result<(String, String)> {
+    text.split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .map(|(ns, name)| (ns.to_owned(), name.to_owned()))
+        .ok_or_else(|| anyhow::anyhow!("--{what} {text:?}: write it NAMESPACE/NAME"))
+}
+
+impl WebhookArgs {
+    /// The webhooks' configuration for a controller in `namespace` (where its
+    /// Service and Secret are), serving `scope` (one namespace, or all).
+    pub fn config(
+        &self,
+        namespace: &str,
+        scope: Option<&str>,
+    ) -> anyhow::Result<Option<crate::admission::WebhookConfig>> {
+        if self.no_webhooks {
+            return Ok(None);
+        }
+        let endpoint = match (&self.webhook_host, &self.webhook_service) {
+            (Some(host), _) => crate::admission::Endpoint::Host(host.clone()),
+            (None, Some(service)) => {
+                let (namespace, name) = split_ref(service, "webhook-service")?;
+                crate::admission::Endpoint::Service {
+                    namespace,
+                    name,
+                    port: 443,
+                }
+            }
+            (None, None) => crate::admission::Endpoint::Service {
+                namespace: namespace.to_owned(),
+                name: "sluice-webhook".into(),
+                port: 443,
+            },
+        };
+        let (secret_namespace, secret_name) = match &self.webhook_secret {
+            Some(secret) => split_ref(secret, "webhook-secret")?,
+            None => (namespace.to_owned(), "sluice-webhook-certs".to_owned()),
+        };
+        Ok(Some(crate::admission::WebhookConfig {
+            listen: self.webhook_addr,
+            endpoint,
+            secret_namespace,
+            secret_name,
+            selection: crate::admission::Selection {
+                extra_object_selector: self
+                    .require_labels
+                    .iter()
+                    .map(|key| serde_json::json!({"key": key, "operator": "Exists"}))
+                    .collect(),
+                namespace: scope.map(str::to_owned),
+            },
+            renewal_check: std::time::Duration::from_secs(3600),
+        }))
+    }
+
+    /// What the Rollout rules are told.
+    pub fn validation(&self) -> crate::kruise::validate::Options {
+        crate::kruise::validate::Options {
+            partition_limit: self.partition_percent_limit,
+        }
+    }
 }
 
 /// The operator's configuration and how modules are fetched: options of
@@ -139,6 +237,10 @@ pub fn run(args: ControllerArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<E
                 .then(|| LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity)),
             metrics_addr: Some(args.metrics_addr),
             reporter: "sluice".into(),
+            validation: args.webhooks.validation(),
+            webhook: args
+                .webhooks
+                .config(&args.lease_namespace, args.namespace.as_deref())?,
             ..ControllerConfig::default()
         };
         args.sources.configure(&mut config, &operator);

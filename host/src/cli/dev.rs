@@ -24,6 +24,9 @@ pub struct DevArgs {
     /// Milliseconds from a pod's creation to its readiness.
     #[arg(long, default_value_t = 500)]
     pub pod_ready_ms: u64,
+    /// Port of the controller's admission webhooks (HTTPS on 127.0.0.1).
+    #[arg(long, default_value_t = 9443)]
+    pub webhook_port: u16,
     /// Seed of the gateway's random choices (which pod answers, whether a weighted
     /// canary takes a request): the same seed and requests give the same answers.
     #[arg(long)]
@@ -50,7 +53,10 @@ pub fn run(args: DevArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode
         .await?;
         sim.write_kubeconfig(&args.kubeconfig)?;
         let operator = args.sources.operator_config(cache_dir)?;
-        let mut config = crate::controller::ControllerConfig::default();
+        let mut config = crate::controller::ControllerConfig {
+            webhook: Some(crate::admission::WebhookConfig::local(args.webhook_port)),
+            ..crate::controller::ControllerConfig::default()
+        };
         args.sources.configure(&mut config, &operator);
         // The same lease as any controller: a `sluice controller` pointed at this
         // cluster stands by instead of writing beside the embedded one.

@@ -80,6 +80,8 @@ pub struct ControllerConfig {
     pub clock: Arc<dyn Clock>,
     /// What the Rollout validation rules are told (`--partition-percent-limit`).
     pub validation: crate::kruise::validate::Options,
+    /// The admission webhooks, served by every replica; none when `None`.
+    pub webhook: Option<crate::admission::WebhookConfig>,
 }
 
 impl Default for ControllerConfig {
@@ -96,6 +98,7 @@ impl Default for ControllerConfig {
             insecure_registries: Vec::new(),
             clock: crate::clock::system(),
             validation: crate::kruise::validate::Options::default(),
+            webhook: None,
         }
     }
 }
@@ -222,6 +225,17 @@ pub async fn run(
     }
     if let Some(lease) = &config.lease {
         lease.check().map_err(|e| anyhow::anyhow!(e))?;
+    }
+    // Every replica serves the webhooks (the API server may call any of them),
+    // before it says it is up.
+    if let Some(webhook) = config.webhook.clone() {
+        crate::admission::start(
+            client.clone(),
+            webhook,
+            config.validation,
+            config.clock.clone(),
+        )
+        .await?;
     }
     // Ready once it can serve: a standby is Ready too, so that a rolling update
     // of the controller's own Deployment goes on while another replica leads.

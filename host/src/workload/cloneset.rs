@@ -15,4 +15,21 @@ pub static CloneSet: Partitioned = Partitioned {
     revision_has_name_prefix: true,
     hold_value: |_| json!("100%"),
     partition_patch: |value: Value| json!({"spec": {"updateStrategy": {"partition": value}}}),
+    workload_type: "cloneset",
+    webhook_hold: || json!("100%"),
+    // With traffic routing, a CloneSet still rolling its last version out waits.
+    releasable: |object, rollout| {
+        let routed = rollout
+            .spec
+            .strategy
+            .canary
+            .as_ref()
+            .is_some_and(|c| !c.traffic_routings.is_empty());
+        let status = |field: &str| {
+            object
+                .pointer(&format!("/status/{field}"))
+                .and_then(Value::as_i64)
+        };
+        !routed || status("replicas") == status("updatedReplicas")
+    },
 };

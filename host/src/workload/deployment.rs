@@ -19,6 +19,9 @@ use crate::strategy::model::ReplicaCounts;
 /// The label on a canary Deployment naming the Deployment it is the canary of.
 pub const CANARY_LABEL: &str = "rollouts.kruise.io/canary-deployment";
 
+/// The label on a Deployment naming its stable revision while a release runs.
+pub const STABLE_REVISION_LABEL: &str = "rollouts.kruise.io/stable-revision";
+
 /// The revision label of a Deployment's pods.
 const HASH: &str = "pod-template-hash";
 
@@ -292,6 +295,7 @@ impl Workload for Deployment {
             updated: ReplicaCounts::default(),
             partition: None,
             labels: string_map(d, "/metadata/labels"),
+            annotations: string_map(d, "/metadata/annotations"),
             spec: d.get("spec").cloned().unwrap_or(Value::Null),
         };
         let rollout_uid = snapshot.rollout.metadata.uid.as_deref().unwrap_or("");
@@ -412,7 +416,18 @@ impl Workload for Deployment {
                 ReleaseWorkloadControl,
                 End,
             ],
-            Ending::Cancel | Ending::Abort => &[
+            // Rolled back: the stable pods never changed; the Deployment is let go of.
+            Ending::Cancel => &[
+                RouteTrafficToStable,
+                ResumeWorkload,
+                ReleaseWorkloadControl,
+                RestoreStableService,
+                RemoveCanaryService,
+                End,
+            ],
+            // Aborted by the strategy: held at the stable version until the template
+            // is reverted or replaced.
+            Ending::Abort => &[
                 RouteTrafficToStable,
                 ReleaseWorkloadControl,
                 RestoreStableService,
@@ -447,19 +462,13 @@ impl Workload for Deployment {
         }
     }
 
-    fn release_control(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> StepOutcome {
+    fn release_control(&self, o: &Observed, w: &WorkloadView, _ending: Ending) -> StepOutcome {
         if o.canary.is_some() {
             return StepOutcome::pending(self.reset(o, w));
         }
-        StepOutcome {
-            // Done: once promoted, held again so that the next template waits for a release.
-            writes: if ending == Ending::Success {
-                self.hold(o, w)
-            } else {
-                Vec::new()
-            },
-            done: true,
-        }
+        // Released: an ordinary Deployment until its next template change, which the
+        // admission webhook holds for the next release.
+        StepOutcome::done()
     }
 
     fn after_ending(&self, _o: &Observed, _w: &WorkloadView, _ending: Ending) -> Vec<Write> {
@@ -470,5 +479,79 @@ impl Workload for Deployment {
         w.update_revision
             .clone()
             .unwrap_or_else(|| canary_pod_template_hash.to_owned())
+    }
+
+    fn workload_type(&self) -> &'static str {
+        "deployment"
+    }
+
+    fn needs_replica_sets(&self) -> bool {
+        true
+    }
+
+    fn hold_for_release(
+        &self,
+        object: &mut Value,
+        rollout: &Rollout,
+        replica_sets: &[Value],
+    ) -> bool {
+        let uid = object
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        // The Deployment's live ReplicaSets, oldest revision first.
+        let mut sets: Vec<&Value> = replica_sets
+            .iter()
+            .filter(|rs| controller_uid(rs) == Some(uid))
+            .filter(|rs| rs.pointer("/metadata/deletionTimestamp").is_none())
+            .filter(|rs| rs.pointer("/spec/replicas").and_then(Value::as_i64) != Some(0))
+            .collect();
+        if sets.is_empty() {
+            return false;
+        }
+        // With traffic routing, a Deployment still running two versions is not
+        // released until it settles.
+        let routed = rollout
+            .spec
+            .strategy
+            .canary
+            .as_ref()
+            .is_some_and(|c| !c.traffic_routings.is_empty());
+        if routed && sets.len() != 1 {
+            return false;
+        }
+        sets.sort_by_key(|rs| revision_of(rs));
+        let template = object
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let stable = sets.iter().find(|rs| {
+            rs.pointer("/spec/template")
+                .is_some_and(|t| !same_template(t, &template))
+        });
+        if let Some(hash) = stable.and_then(|rs| hash_of(rs)) {
+            object["metadata"]["labels"][STABLE_REVISION_LABEL] = json!(hash);
+        }
+        object["spec"]["paused"] = json!(true);
+        true
+    }
+
+    fn keep_held(&self, object: &mut Value, old: &Value) -> bool {
+        let mut changed = false;
+        if object.pointer("/spec/paused") != Some(&Value::Bool(true)) {
+            object["spec"]["paused"] = json!(true);
+            changed = true;
+        }
+        // A Recreate strategy would replace every pod at once: the old one stays.
+        if object
+            .pointer("/spec/strategy/type")
+            .and_then(Value::as_str)
+            == Some("Recreate")
+            && let Some(strategy) = old.pointer("/spec/strategy")
+        {
+            object["spec"]["strategy"] = strategy.clone();
+            changed = true;
+        }
+        changed
     }
 }

@@ -150,7 +150,32 @@ pub trait Workload: Send + Sync + 'static {
     fn after_ending(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> Vec<Write>;
     /// The stable revision once a release succeeded.
     fn promoted_revision(&self, w: &WorkloadView, canary_pod_template_hash: &str) -> String;
+
+    /// Its `rollouts.kruise.io/workload-type` label, which Kruise's webhooks select
+    /// workloads by.
+    fn workload_type(&self) -> &'static str;
+    /// Whether [`Workload::hold_for_release`] needs the workload's ReplicaSets.
+    fn needs_replica_sets(&self) -> bool {
+        false
+    }
+    /// The admission webhook saw a new template of `object` under `rollout`: holds it
+    /// for the release (pauses it, or sets a partition covering every pod) unless it
+    /// cannot be released now. Whether it was held.
+    fn hold_for_release(
+        &self,
+        object: &mut Value,
+        rollout: &Rollout,
+        replica_sets: &[Value],
+    ) -> bool;
+    /// An update of `object` while its release runs: keeps it held against the
+    /// update (`old` is the object before). Whether `object` changed.
+    fn keep_held(&self, _object: &mut Value, _old: &Value) -> bool {
+        false
+    }
 }
+
+/// The label Kruise's webhooks select workloads by; the controller writes it.
+pub const WORKLOAD_TYPE_LABEL: &str = "rollouts.kruise.io/workload-type";
 
 /// A registered workload kind: a cheap, comparable handle on its [`Workload`].
 #[derive(Clone, Copy)]
@@ -207,6 +232,8 @@ pub struct WorkloadView {
     pub partition: Option<i64>,
     /// The workload's metadata labels.
     pub labels: BTreeMap<String, String>,
+    /// The workload's metadata annotations.
+    pub annotations: BTreeMap<String, String>,
     /// The workload's whole spec, to copy for a canary Deployment.
     pub spec: Value,
 }
@@ -229,6 +256,19 @@ impl WorkloadView {
     /// The hash Sluice records as `canaryRevision` for the current template.
     pub fn template_hash(&self) -> String {
         template_hash(&self.template)
+    }
+
+    /// A merge patch of the workload.
+    pub fn patch(&self, namespace: &str, patch: Value) -> Write {
+        Write::patch(
+            crate::controller::write::Target::new(
+                self.kind.api_version(),
+                self.kind.kind(),
+                namespace,
+                &self.name,
+            ),
+            patch,
+        )
     }
 }
 

@@ -35,6 +35,13 @@ pub struct Partitioned {
     pub hold_value: fn(&WorkloadView) -> Value,
     /// The merge patch setting the partition to a value.
     pub partition_patch: fn(Value) -> Value,
+    /// Its `rollouts.kruise.io/workload-type`.
+    pub workload_type: &'static str,
+    /// The partition the admission webhook sets when a release begins.
+    pub webhook_hold: fn() -> Value,
+    /// Whether a new template of the object can be held for a release under
+    /// `rollout` (Kruise's preconditions for the kind).
+    pub releasable: fn(&Value, &Rollout) -> bool,
 }
 
 impl Partitioned {
@@ -172,6 +179,7 @@ impl Workload for Partitioned {
             },
             partition,
             labels: string_map(w, "/metadata/labels"),
+            annotations: string_map(w, "/metadata/annotations"),
             spec: w.get("spec").cloned().unwrap_or(Value::Null),
         };
         Some((view, None))
@@ -279,9 +287,11 @@ impl Workload for Partitioned {
     }
 
     fn after_ending(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> Vec<Write> {
+        // An aborted release stays held at the stable version; otherwise the
+        // workload is an ordinary one until the webhook holds its next template.
         match ending {
-            Ending::Success | Ending::Cancel | Ending::Abort => self.hold(o, w),
-            Ending::Delete | Ending::Disable => Vec::new(),
+            Ending::Abort => self.hold(o, w),
+            Ending::Success | Ending::Cancel | Ending::Delete | Ending::Disable => Vec::new(),
         }
     }
 
@@ -289,5 +299,17 @@ impl Workload for Partitioned {
         w.update_revision
             .clone()
             .unwrap_or_else(|| canary_pod_template_hash.to_owned())
+    }
+
+    fn workload_type(&self) -> &'static str {
+        self.workload_type
+    }
+
+    fn hold_for_release(&self, object: &mut Value, rollout: &Rollout, _: &[Value]) -> bool {
+        if !(self.releasable)(object, rollout) {
+            return false;
+        }
+        json_patch::merge(object, &(self.partition_patch)((self.webhook_hold)()));
+        true
     }
 }

@@ -15,4 +15,16 @@ pub static StatefulSet: Partitioned = Partitioned {
     revision_has_name_prefix: false,
     hold_value: |w| json!(w.replicas),
     partition_patch: |value: Value| json!({"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": value}}}}),
+    workload_type: "statefulset",
+    // Kruise's hold: a partition above any ordinal (math.MaxInt16).
+    webhook_hold: || json!(32767),
+    // A StatefulSet updated on delete has no partition to hold.
+    releasable: |object, _| {
+        !matches!(
+            object
+                .pointer("/spec/updateStrategy/type")
+                .and_then(Value::as_str),
+            Some("OnDelete")
+        )
+    },
 };

@@ -249,7 +249,7 @@ fn answer(
         };
         return Err(ApiError::refused(code, reason, message));
     }
-    let Some(patch) = response.get("patch").and_then(Value::as_str) else {
+    let Some(patch) = response.get("patch").filter(|p| !p.is_null()) else {
         return Ok(());
     };
     if !mutating {
@@ -267,9 +267,22 @@ fn answer(
     if kind != "JSONPatch" {
         return Err(bad(format!("unsupported patchType {kind:?}")));
     }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(patch)
-        .map_err(|e| bad(format!("the patch is not base64: {e}")))?;
+    // Go reads a `[]byte` from a base64 string or from an array of bytes.
+    let bytes = match patch {
+        Value::String(text) => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| bad(format!("the patch is not base64: {e}")))?,
+        Value::Array(items) => items
+            .iter()
+            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| bad("the patch is neither base64 nor bytes".into()))?,
+        other => {
+            return Err(bad(format!(
+                "the patch is neither base64 nor bytes: {other}"
+            )));
+        }
+    };
     let patch: json_patch::Patch = serde_json::from_slice(&bytes)
         .map_err(|e| bad(format!("the patch is not a JSON patch: {e}")))?;
     if let Some(object) = attrs.object.as_mut() {

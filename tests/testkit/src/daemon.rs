@@ -24,7 +24,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `command` and waits until a line of its standard error matches
-    /// `listening` (whose first group is the address). Fails the test with the
+    /// `listening` (whose first group that matched is the address). Fails the test with the
     /// program's output if it exits first or says nothing within [`PATIENCE`];
     /// `install` tells how to get the program when it is missing.
     pub async fn start(mut command: Command, what: &str, listening: &str, install: &str) -> Daemon {
@@ -42,7 +42,7 @@ impl Daemon {
             while let Ok(Some(line)) = lines.next_line().await {
                 let addr = listening
                     .captures(&line)
-                    .and_then(|c| c.get(1))
+                    .and_then(|c| c.iter().skip(1).flatten().next())
                     .map(|m| m.as_str().to_owned());
                 log.lock().expect("log").push(line);
                 if addr.is_some() {

@@ -75,6 +75,41 @@ where
     }
 }
 
+/// Applies YAML documents that must be refused; the API server's message.
+pub async fn refused(client: &kube::Client, yaml: &str) -> String {
+    match try_apply(client, yaml).await {
+        Ok(()) => panic!("applied, though it must be refused:\n{yaml}"),
+        Err(kube::Error::Api(status)) => status.message,
+        Err(e) => panic!("the apply failed without an answer: {e}"),
+    }
+}
+
+/// Applies YAML documents (server-side apply, forced); the first error.
+pub async fn try_apply(client: &kube::Client, yaml: &str) -> Result<(), kube::Error> {
+    for doc in yaml
+        .split("\n---")
+        .filter(|d| !d.trim().trim_start_matches("---").trim().is_empty())
+    {
+        let value: Value = serde_yaml_ng::from_str(doc).expect("YAML");
+        let api_version = value["apiVersion"].as_str().expect("apiVersion");
+        let kind = value["kind"].as_str().expect("kind");
+        let name = value["metadata"]["name"].as_str().expect("name").to_owned();
+        let api = api_for(
+            client,
+            api_version,
+            kind,
+            value["metadata"]["namespace"].as_str(),
+        );
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&value),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Applies YAML documents (server-side apply, forced), each in its own namespace or
 /// `default`.
 pub async fn apply(client: &kube::Client, yaml: &str) {

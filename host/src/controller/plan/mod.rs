@@ -16,7 +16,7 @@ use crate::kruise::v1alpha1::{CanaryStatus, RolloutStatus};
 use crate::kruise::validate;
 use crate::strategy::model::{Decision, StepState};
 use crate::traffic::services;
-use crate::workload::{WorkloadView, same_template};
+use crate::workload::{WORKLOAD_TYPE_LABEL, WorkloadView, same_template};
 
 pub use rolling::{Sighting, convergence, strategy_input};
 
@@ -270,9 +270,8 @@ pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
         requeue: None,
     };
     p.status.observed_generation = o.rollout.metadata.generation;
-    let hash = (stage != Stage::Deleting)
-        .then(|| plan_hash_annotation(o))
-        .flatten();
+    let being_deleted = stage == Stage::Deleting;
+    let hash = (!being_deleted).then(|| plan_hash_annotation(o)).flatten();
     let governed = o
         .rollout
         .metadata
@@ -312,6 +311,16 @@ pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
                 }
             }
         }
+    }
+    // Kruise's webhooks select the workloads Rollouts release by this label.
+    if let Some(w) = &o.workload
+        && !being_deleted
+        && w.labels.get(WORKLOAD_TYPE_LABEL).map(String::as_str) != Some(w.kind.workload_type())
+    {
+        p.writes.push(w.patch(
+            o.namespace(),
+            serde_json::json!({"metadata": {"labels": {WORKLOAD_TYPE_LABEL: w.kind.workload_type()}}}),
+        ));
     }
     // Last: the writes above may be made against the version read.
     p.writes.extend(hash);
@@ -451,13 +460,8 @@ fn idle(o: &Observed, p: &mut Plan) {
         c.observed_workload_generation = w.generation;
         c.stable_revision = w.stable_revision.clone();
     }
-    // Hold the workload once its own rollout is done, so that the next template
-    // change waits for a release instead of rolling out on its own.
-    if w.rolled_out {
-        p.writes.extend(w.kind.hold(o, w));
-    } else {
-        p.requeue = Some(Duration::from_secs(2));
-    }
+    // Nothing holds the workload between releases: the admission webhook holds it
+    // when its template changes.
 }
 
 fn start(o: &Observed, p: &mut Plan) {

@@ -2,7 +2,8 @@
 //! snapshot (the objects a reconcile observed) and cases: a JSON merge patch of the
 //! base (`{template-hash}` stands for the hash of the workload's template,
 //! `{plan-hash}` for Kruise's hash of the Rollout's plan, which the Rollout carries
-//! as its annotation unless a case writes another), the
+//! as its annotation unless a case writes another; the workload carries its
+//! `rollouts.kruise.io/workload-type` label likewise), the
 //! strategy's answer, and what the plan must produce — the stage, the writes in
 //! order, the status (a subset), the events and the requeue.
 
@@ -275,6 +276,16 @@ fn run_case(file: &str, base: &Value, case: &Case) -> Vec<String> {
         let hash = crate::workload::template_hash(template);
         let text = given.to_string().replace("{template-hash}", &hash);
         given = serde_json::from_str(&text).expect("JSON");
+    }
+    // The workload carries the label the controller gives it (`rollouts.kruise.io/
+    // workload-type`) unless the case writes one.
+    if let Some(workload) = given.get_mut("workload").filter(|w| w.is_object())
+        && workload
+            .pointer("/metadata/labels/rollouts.kruise.io~1workload-type")
+            .is_none()
+    {
+        let kind = workload["kind"].as_str().unwrap_or("").to_lowercase();
+        workload["metadata"]["labels"][crate::workload::WORKLOAD_TYPE_LABEL] = Value::String(kind);
     }
     // `{plan-hash}` stands for Kruise's hash of the Rollout's plan; the Rollout
     // carries it as its annotation unless the case writes one.
