@@ -74,7 +74,14 @@ fn kruise_deployment_cases() {
         d
     };
     /// (Kruise's name, old, new, rollouts, replica sets, the object written)
-    type Case<'a> = (&'a str, Value, Value, Vec<Rollout>, &'a [Value], Option<Value>);
+    type Case<'a> = (
+        &'a str,
+        Value,
+        Value,
+        Vec<Rollout>,
+        &'a [Value],
+        Option<Value>,
+    );
     let cases: Vec<Case> = vec![
         (
             "deployment image v1->v2, matched rollout",
