@@ -1,0 +1,167 @@
+//! `cargo xtask test`: provisions what the test suite needs on this machine, then
+//! runs it (`cargo test --workspace --locked`, with any further arguments).
+//!
+//! The suite drives real programs: kubectl 1.32 (an independent client of the
+//! simulator), Debian's `prometheus` and `docker-registry`, Node.js with npm and
+//! Python 3 with venv (which build the JavaScript and Python example strategies).
+//! What is missing is installed with apt-get when this user may (root, or sudo
+//! without a password); otherwise the task stops at once and prints the command to
+//! run. The wasm targets come with the toolchain (`rust-toolchain.toml`).
+
+use std::process::{Command, ExitCode, Stdio};
+
+/// A program the tests run, and the Debian packages that provide it.
+struct Need {
+    what: &'static str,
+    present: fn() -> bool,
+    packages: &'static [&'static str],
+}
+
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+const NEEDS: &[Need] = &[
+    Need {
+        what: "prometheus (the metrics-driven strategy's tests query a real one)",
+        present: || runs("prometheus", &["--version"]),
+        packages: &["prometheus"],
+    },
+    Need {
+        what: "docker-registry (modules are pulled from an OCI registry)",
+        present: || runs("docker-registry", &["--version"]),
+        packages: &["docker-registry"],
+    },
+    Need {
+        what: "Node.js and npm (the JavaScript example strategy is built with jco)",
+        present: || runs("npm", &["--version"]) && runs("node", &["--version"]),
+        packages: &["nodejs", "npm"],
+    },
+    Need {
+        what: "Python 3 with venv (the Python example strategy is built with componentize-py)",
+        present: || runs("python3", &["-c", "import venv, ensurepip"]),
+        packages: &["python3", "python3-venv"],
+    },
+];
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("test") => match test(args.collect()) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("xtask: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        _ => {
+            eprintln!(
+                "usage: cargo xtask test [ARGS…]   provision what the tests need, then `cargo test --workspace --locked ARGS…`"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// How packages can be installed here: `apt-get`, under `sudo` when needed.
+fn installer() -> Option<Vec<&'static str>> {
+    if !runs("apt-get", &["--version"]) {
+        return None;
+    }
+    if is_root() {
+        Some(vec!["apt-get"])
+    } else if runs("sudo", &["-n", "true"]) {
+        Some(vec!["sudo", "-n", "apt-get"])
+    } else {
+        None
+    }
+}
+
+fn apt(prefix: &[&str], args: &[&str]) -> anyhow::Result<bool> {
+    let (program, rest) = prefix.split_first().expect("a program");
+    Ok(Command::new(program)
+        .args(rest)
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status()?
+        .success())
+}
+
+fn provision() -> anyhow::Result<()> {
+    if !runs("kubectl", &["version", "--client"]) {
+        anyhow::bail!(
+            "kubectl is missing: the simulator's tests drive it as an independent client. Install kubectl 1.32 (https://kubernetes.io/docs/tasks/tools/), then run `cargo xtask test` again"
+        );
+    }
+    let missing: Vec<&Need> = NEEDS.iter().filter(|n| !(n.present)()).collect();
+    if missing.is_empty() {
+        eprintln!("xtask: kubectl, prometheus, docker-registry, Node.js and Python 3 are here");
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing
+        .iter()
+        .flat_map(|n| n.packages.iter().copied())
+        .collect();
+    for need in &missing {
+        eprintln!("xtask: missing {}", need.what);
+    }
+    let command = format!(
+        "sudo apt-get install -y --no-install-recommends {}",
+        packages.join(" ")
+    );
+    let Some(prefix) = installer() else {
+        anyhow::bail!(
+            "cannot install packages as this user; run `{command}`, then `cargo xtask test` again"
+        );
+    };
+    eprintln!("xtask: installing {} with apt-get …", packages.join(" "));
+    let mut install = vec!["install", "-y", "--no-install-recommends"];
+    install.extend(&packages);
+    if !apt(&prefix, &install)? {
+        // A fresh machine's package lists may be empty or stale.
+        eprintln!("xtask: updating the package lists …");
+        if !apt(&prefix, &["update"])? || !apt(&prefix, &install)? {
+            anyhow::bail!(
+                "apt-get could not install {}; run `{command}` and look at its output",
+                packages.join(" ")
+            );
+        }
+    }
+    let still: Vec<&str> = missing
+        .iter()
+        .filter(|n| !(n.present)())
+        .map(|n| n.what)
+        .collect();
+    if !still.is_empty() {
+        anyhow::bail!("still missing after the install: {}", still.join("; "));
+    }
+    Ok(())
+}
+
+fn test(extra: Vec<String>) -> anyhow::Result<ExitCode> {
+    provision()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: cargo test --workspace --locked {}", extra.join(" "));
+    let status = Command::new(cargo)
+        .args(["test", "--workspace", "--locked"])
+        .args(&extra)
+        .status()?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
+}
