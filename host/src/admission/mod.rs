@@ -15,7 +15,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
 use crate::clock::Clock;
+use crate::kruise::v1alpha1::Rollout;
 use crate::kruise::validate::Options;
 pub use configuration::{Endpoint, Selection};
 
@@ -71,12 +77,47 @@ pub enum WebhookError {
     /// The serving certificate could not be loaded.
     #[error("webhook certificate: {0}")]
     Serving(String),
+    /// The Rollouts could not be listed.
+    #[error(
+        "the Rollouts could not be listed within {0:?}; the controller's ServiceAccount must be able to list and watch rollouts.rollouts.kruise.io"
+    )]
+    Cache(Duration),
     /// The webhook configurations could not be written.
     #[error(
         "cannot write the webhook configurations ({0}); the controller's ServiceAccount must be able to patch mutating- and validatingwebhookconfigurations"
     )]
     Configurations(kube::Error),
 }
+
+/// A watch cache of the Rollouts the webhooks judge by, filled before they answer
+/// (an empty cache would let a second Rollout on a workload through).
+async fn rollout_cache(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<Store<Rollout>, WebhookError> {
+    let api: Api<Rollout> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store::<Rollout>();
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "watching Rollouts for the webhooks");
+            }
+        });
+    tokio::spawn(stream);
+    tokio::time::timeout(CACHE_FILL, store.wait_until_ready())
+        .await
+        .map_err(|_| WebhookError::Cache(CACHE_FILL))?
+        .map_err(|_| WebhookError::Cache(CACHE_FILL))?;
+    Ok(store)
+}
+
+/// How long the webhooks wait for their first list of Rollouts.
+const CACHE_FILL: Duration = Duration::from_secs(30);
 
 /// Binds, makes sure the certificates and the configurations are in place, and
 /// serves in the background (renewing the certificates when due). Returns the
@@ -104,6 +145,8 @@ pub async fn start(
         secret: config.secret_name.clone(),
         names: config.endpoint.names(),
     };
+    // Filled before the configurations point the API server here.
+    let rollouts = rollout_cache(&client, config.selection.namespace.as_deref()).await?;
     let now = || clock.now_ms() / 1000;
     let (current, _) = certs::ensure(&client, &certs_config, now()).await?;
     let resolver = Arc::new(server::Resolver::new(&current).map_err(WebhookError::Serving)?);
@@ -114,6 +157,7 @@ pub async fn start(
         .map_err(WebhookError::Configurations)?;
     let handlers = Arc::new(server::Handlers {
         client: client.clone(),
+        rollouts,
         validation,
     });
     tokio::spawn(server::serve(listener, resolver.clone(), handlers));

@@ -3,7 +3,6 @@
 //! one-Rollout-per-workload rule. A refusal is Kruise's: HTTP 422 and the message
 //! Kubernetes renders for the field errors.
 
-use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use crate::kruise::v1alpha1::Rollout;
@@ -18,40 +17,37 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// Checks a Rollout being created (`old` is `None`) or updated.
-pub async fn review(
-    client: &kube::Client,
+/// Checks a Rollout being created (`old` is `None`) or updated; `rollouts` are the
+/// Rollouts the webhook knows (any namespace: those of the new one's count).
+pub fn review(
+    rollouts: &[std::sync::Arc<Rollout>],
     new: &Value,
     old: Option<&Value>,
     options: Options,
-) -> Result<Result<(), Refusal>, kube::Error> {
+) -> Result<(), Refusal> {
     let read = |v: &Value| {
         serde_json::from_value::<Rollout>(v.clone()).map_err(|e| Refusal {
             code: 400,
             message: format!("the object is not a rollouts.kruise.io/v1alpha1 Rollout: {e}"),
         })
     };
-    let new = match read(new) {
-        Ok(r) => r,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
+    let new = read(new)?;
     let ns = new.metadata.namespace.as_deref().unwrap_or("default");
-    let others: Vec<Rollout> = Api::<Rollout>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let others: Vec<&Rollout> = others.iter().collect();
+    let others: Vec<&Rollout> = rollouts
+        .iter()
+        .map(|r| r.as_ref())
+        .filter(|r| r.metadata.namespace.as_deref().unwrap_or("default") == ns)
+        .collect();
     let errors = match old.map(read) {
         None => validate::validate(&new, &others, options),
-        Some(Ok(old)) => validate::validate_update(&old, &new, &others, options),
-        Some(Err(refusal)) => return Ok(Err(refusal)),
+        Some(old) => validate::validate_update(&old?, &new, &others, options),
     };
     if errors.is_empty() {
-        Ok(Ok(()))
+        Ok(())
     } else {
-        Ok(Err(Refusal {
+        Err(Refusal {
             code: 422,
             message: validate::aggregate(&errors),
-        }))
+        })
     }
 }

@@ -56,8 +56,11 @@ impl ResolvesServerCert for Resolver {
 
 /// What the handlers reach.
 pub struct Handlers {
-    /// The API, for the Rollouts and ReplicaSets a review reads.
+    /// The API, for the ReplicaSets a review reads.
     pub client: kube::Client,
+    /// The Rollouts, from a watch cache: Kruise's webhooks read its informers, and a
+    /// list per review would cost O(namespace) on every admission.
+    pub rollouts: kube::runtime::reflector::Store<crate::kruise::v1alpha1::Rollout>,
     /// What the Rollout rules are told.
     pub validation: Options,
 }
@@ -175,16 +178,14 @@ async fn answer(
         let old = (request.operation == Operation::Update)
             .then_some(old)
             .flatten();
-        return match rollouts::review(&handlers.client, &new, old.as_ref(), handlers.validation)
-            .await
-        {
-            Ok(Ok(())) => allowed,
-            Ok(Err(refusal)) => refuse(allowed, refusal.code, refusal.message),
-            Err(e) => refuse(
-                allowed,
-                500,
-                format!("cannot read the Rollouts of the namespace: {e}"),
-            ),
+        return match rollouts::review(
+            &handlers.rollouts.state(),
+            &new,
+            old.as_ref(),
+            handlers.validation,
+        ) {
+            Ok(()) => allowed,
+            Err(refusal) => refuse(allowed, refusal.code, refusal.message),
         };
     }
     let Some(kind) = kind_of_path(path) else {
@@ -197,7 +198,8 @@ async fn answer(
     let (Some(new), Some(old)) = (new, old) else {
         return allowed;
     };
-    match workloads::review(&handlers.client, kind, &old, &new).await {
+    let rollouts = handlers.rollouts.state();
+    match workloads::review(&handlers.client, &rollouts, kind, &old, &new).await {
         Ok(None) => allowed,
         Ok(Some(mutated)) => {
             let patch = json_patch::diff(&new, &mutated);

@@ -93,10 +93,11 @@ pub fn mutate(
     Some(object)
 }
 
-/// Reads the Rollouts of the workload's namespace (and a Deployment's ReplicaSets)
-/// and decides.
+/// Finds the workload's Rollout among those the webhook knows, reads a
+/// Deployment's ReplicaSets, and decides.
 pub async fn review(
     client: &kube::Client,
+    rollouts: &[std::sync::Arc<Rollout>],
     kind: Kind,
     old: &Value,
     new: &Value,
@@ -105,10 +106,11 @@ pub async fn review(
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or("default");
-    let rollouts: Vec<Rollout> = Api::<Rollout>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let rollouts: Vec<Rollout> = rollouts
+        .iter()
+        .filter(|r| r.metadata.namespace.as_deref().unwrap_or("default") == ns)
+        .map(|r| r.as_ref().clone())
+        .collect();
     if matched_rollout(kind, new, &rollouts).is_none() {
         return Ok(None);
     }
