@@ -256,35 +256,13 @@ async fn certificates_are_renewed_before_they_expire_and_the_webhooks_go_on() {
 #[tokio::test]
 async fn kubectl_shows_kruises_refusal() {
     let c = Cluster::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    c.sim.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let home = dir.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut child = std::process::Command::new("kubectl")
-            .args(["apply", "-f", "-"])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("HOME", &home)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(
-                b"apiVersion: rollouts.kruise.io/v1alpha1\nkind: Rollout\nmetadata: {name: echo}\nspec:\n  objectRef: {workloadRef: {apiVersion: apps/v1, kind: Deployment, name: echo}}\n  strategy:\n    canary:\n      steps: [{weight: 20}]\n      trafficRoutings: [{service: echo, gracePeriodSeconds: -1, ingress: {name: echo}}]\n",
-            )
-            .expect("write");
-        child.wait_with_output().expect("kubectl runs")
-    })
-    .await
-    .expect("join");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kubectl = sluice_testkit::Kubectl::new(&c.sim);
+    let stderr = kubectl
+        .fails(
+            &["apply", "-f", "-"],
+            "apiVersion: rollouts.kruise.io/v1alpha1\nkind: Rollout\nmetadata: {name: echo}\nspec:\n  objectRef: {workloadRef: {apiVersion: apps/v1, kind: Deployment, name: echo}}\n  strategy:\n    canary:\n      steps: [{weight: 20}]\n      trafficRoutings: [{service: echo, gracePeriodSeconds: -1, ingress: {name: echo}}]\n",
+        )
+        .await;
     assert!(
         stderr.contains("admission webhook \"vrollout.kb.io\" denied the request: Spec.Strategy.Canary.TrafficRouting.GracePeriodSeconds: Invalid value: \"echo\": TrafficRouting.GracePeriodSeconds cannot be negative"),
         "{stderr}"

@@ -174,6 +174,24 @@ async fn the_walkthrough_release_waits_for_approval_then_completes() {
         status.message.as_deref(),
         Some("Rollout is in step(1/1), and you need manually confirm to enter the next step")
     );
+    // kubectl finds the controller's Events for the Rollout, as for any object.
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(c.client.clone(), "default");
+    c.until("the Paused event", || async {
+        events
+            .list(
+                &kube::api::ListParams::default().fields("involvedObject.name=echo,reason=Paused"),
+            )
+            .await
+            .is_ok_and(|l| !l.items.is_empty())
+    })
+    .await;
+    let kubectl = sluice_testkit::Kubectl::new(&c.sim);
+    let described = kubectl.run(&["describe", "rollout", "echo"], "").await;
+    let listed = described.split("Events:").nth(1).unwrap_or_default();
+    assert!(listed.contains("Paused"), "{described}");
+    let listed = kubectl.run(&["events", "--for", "rollout/echo"], "").await;
+    assert!(listed.contains("Paused"), "{listed}");
     let canary = status.canary_status.clone().unwrap();
     assert_eq!(
         (canary.canary_replicas, canary.canary_ready_replicas),

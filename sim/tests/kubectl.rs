@@ -3,75 +3,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 
-use common::{sim, until};
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn new(sim: &sluice_sim::Sim) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        sim.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-        Kubectl {
-            kubeconfig,
-            _dir: dir,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("kubectl");
-        cmd.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self._dir.path())
-            .stdin(Stdio::piped());
-        cmd
-    }
-
-    /// Runs kubectl (off the async runtime) with `stdin`, and returns stdout, failing on error.
-    async fn run(&self, args: &[&str], stdin: &str) -> String {
-        let mut cmd = self.command(args);
-        let stdin = stdin.to_owned();
-        let shown = args.join(" ");
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let mut child = cmd
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("kubectl is installed (kubectl 1.32 is part of this project's machines)");
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(stdin.as_bytes())
-                .expect("write stdin");
-            let out = child.wait_with_output().expect("kubectl runs");
-            assert!(
-                out.status.success(),
-                "kubectl {shown} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        })
-        .await
-        .expect("join")
-    }
-
-    async fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.run(&all, "").await).expect("json output")
-    }
-}
+use common::{Kubectl, sim, until};
 
 const MANIFEST: &str = r#"
 apiVersion: v1
@@ -254,7 +190,6 @@ async fn get_watch_streams_changes() {
     let k = Kubectl::new(&sim);
     let mut child = k
         .command(&["get", "configmaps", "-w", "-o", "name"])
-        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("kubectl");
@@ -281,16 +216,135 @@ async fn get_watch_streams_changes() {
 async fn generators_are_refused_with_the_workaround() {
     let sim = sim().await;
     let k = Kubectl::new(&sim);
-    let out = tokio::task::spawn_blocking(move || {
-        k.command(&["create", "namespace", "team-a"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("kubectl")
-    })
-    .await
-    .expect("join");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = k.fails(&["create", "namespace", "team-a"], "").await;
     assert!(err.contains("kubectl apply -f"), "{err}");
+}
+
+/// An events.k8s.io Event about `kind/name` (as the controller's recorder writes them).
+fn event(name: &str, kind: &str, object: &str, uid: &str, reason: &str, note: &str) -> String {
+    format!(
+        r#"
+apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {{name: {name}, namespace: default}}
+eventTime: "2026-01-01T00:00:00.000000Z"
+reportingController: sluice
+reportingInstance: sluice-0
+action: Reconcile
+type: Normal
+reason: {reason}
+note: "{note}"
+regarding: {{apiVersion: apps/v1, kind: {kind}, name: {object}, namespace: default, uid: "{uid}"}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn events_are_listed_described_and_selected_as_kubectl_expects() {
+    let sim = sim().await;
+    let k = Kubectl::new(&sim);
+    k.run(&["create", "-f", "-"], MANIFEST).await;
+    let uid = k.json(&["get", "deployment", "web"]).await["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    let events = [
+        event(
+            "web.1",
+            "Deployment",
+            "web",
+            &uid,
+            "StepPaused",
+            "waiting for approval",
+        ),
+        event(
+            "other.1",
+            "Deployment",
+            "other",
+            "u-other",
+            "Elsewhere",
+            "not about web",
+        ),
+    ]
+    .join("---");
+    k.run(&["create", "-f", "-"], &events).await;
+
+    // The server prints the columns kubectl shows for events, the object as kind/name.
+    let table = k.run(&["get", "events"], "").await;
+    let header = table.lines().next().unwrap_or_default();
+    let columns: Vec<&str> = header
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        columns,
+        ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.contains("StepPaused"))
+        .expect("the event's row");
+    assert!(
+        row.contains("deployment/web") && row.contains("waiting for approval"),
+        "{row}"
+    );
+
+    // describe finds the object's events by field selector (name, namespace, kind, uid).
+    let described = k.run(&["describe", "deployment", "web"], "").await;
+    let events = described
+        .split("Events:")
+        .nth(1)
+        .expect("an Events section");
+    assert!(
+        events.contains("StepPaused") && events.contains("waiting for approval"),
+        "{described}"
+    );
+    assert!(!events.contains("Elsewhere"), "{described}");
+
+    let listed = k.run(&["events", "--for", "deployment/web"], "").await;
+    assert!(listed.contains("StepPaused"), "{listed}");
+    assert!(!listed.contains("Elsewhere"), "{listed}");
+
+    let selected = k
+        .run(
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "reason=Elsewhere",
+                "-o",
+                "name",
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(selected.trim(), "event/other.1", "{selected}");
+    let selected = k
+        .run(
+            &[
+                "get",
+                "events.v1.events.k8s.io",
+                "--field-selector",
+                "regarding.name=web",
+                "-o",
+                "name",
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(selected.trim(), "event.events.k8s.io/web.1", "{selected}");
+
+    // A field the kind does not index is refused as the API server refuses it.
+    let err = k
+        .fails(
+            &["get", "deployments", "--field-selector", "spec.nodeName=n1"],
+            "",
+        )
+        .await;
+    assert!(
+        err.contains("field label not supported: spec.nodeName"),
+        "{err}"
+    );
 }

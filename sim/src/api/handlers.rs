@@ -119,7 +119,7 @@ async fn resource(
         target.subresource.as_deref(),
     ) {
         (&Method::GET, None, _) if request.flag("watch") => {
-            let (labels, fields) = request.selectors()?;
+            let (labels, fields) = request.selectors(ty)?;
             let filter = Filter {
                 res,
                 ty: ty.clone(),
@@ -196,7 +196,7 @@ fn list(
     ns: Option<&str>,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let (labels, fields) = request.selectors()?;
+    let (labels, fields) = request.selectors(ty)?;
     let snapshot = store.list(res, ns);
     let after = match request.query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => Some(decode_continue(token)?),
@@ -446,7 +446,7 @@ fn mirror_event(store: &Store, e: &Value) {
         "type": field("type"),
         "source": {"component": field("reportingController")},
         "firstTimestamp": field("eventTime"),
-        "lastTimestamp": field("eventTime"),
+        "lastTimestamp": e.pointer("/series/lastObservedTime").cloned().unwrap_or_else(|| field("eventTime")),
         "count": e.pointer("/series/count").cloned().unwrap_or(json!(1)),
         "reportingComponent": field("reportingController"),
     });
@@ -757,7 +757,7 @@ async fn delete_collection(
     request: &Request,
 ) -> Result<Response, ApiError> {
     let (store, ty) = (call.store, call.ty);
-    let (labels, fields) = request.selectors()?;
+    let (labels, fields) = request.selectors(ty)?;
     let snapshot = store.list(res, ns);
     let mut deleted = Vec::new();
     for object in snapshot

@@ -137,11 +137,12 @@ impl Request {
     /// The `labelSelector` and `fieldSelector` of a list or watch.
     pub fn selectors(
         &self,
+        ty: &crate::resources::ResourceType,
     ) -> Result<(selector::LabelSelector, selector::FieldSelector), ApiError> {
         let get = |k: &str| self.query.get(k).map_or("", String::as_str);
         Ok((
             selector::LabelSelector::parse(get("labelSelector"))?,
-            selector::FieldSelector::parse(get("fieldSelector"))?,
+            selector::FieldSelector::parse(get("fieldSelector"), &ty.group, &ty.kind)?,
         ))
     }
 

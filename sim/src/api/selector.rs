@@ -170,13 +170,82 @@ fn split_top_level(text: &str) -> Vec<&str> {
     parts
 }
 
-/// A field selector: only `metadata.name` and `metadata.namespace` (and `!=`).
+/// A field selector, over the fields the API server indexes for the resource: the
+/// name and namespace of anything, and per kind those kube-apiserver registers
+/// (a Pod's node and phase, an Event's object, reason and type…).
 #[derive(Debug, Clone, Default)]
-pub struct FieldSelector(Vec<(String, bool, String)>);
+pub struct FieldSelector(Vec<FieldRequirement>);
+
+#[derive(Debug, Clone)]
+struct FieldRequirement {
+    /// Where the field is in the object, as a JSON pointer.
+    pointer: &'static str,
+    equal: bool,
+    value: String,
+}
+
+/// The selectable fields of a kind beyond `metadata.name` and `metadata.namespace`,
+/// with where each is in the object (kube-apiserver's field label sets).
+fn selectable(group: &str, kind: &str) -> &'static [(&'static str, &'static str)] {
+    match (group, kind) {
+        ("", "Pod") => &[
+            ("spec.nodeName", "/spec/nodeName"),
+            ("spec.restartPolicy", "/spec/restartPolicy"),
+            ("spec.schedulerName", "/spec/schedulerName"),
+            ("spec.serviceAccountName", "/spec/serviceAccountName"),
+            ("spec.hostNetwork", "/spec/hostNetwork"),
+            ("status.phase", "/status/phase"),
+            ("status.podIP", "/status/podIP"),
+            ("status.nominatedNodeName", "/status/nominatedNodeName"),
+        ],
+        ("", "Event") => &[
+            ("involvedObject.kind", "/involvedObject/kind"),
+            ("involvedObject.namespace", "/involvedObject/namespace"),
+            ("involvedObject.name", "/involvedObject/name"),
+            ("involvedObject.uid", "/involvedObject/uid"),
+            ("involvedObject.apiVersion", "/involvedObject/apiVersion"),
+            (
+                "involvedObject.resourceVersion",
+                "/involvedObject/resourceVersion",
+            ),
+            ("involvedObject.fieldPath", "/involvedObject/fieldPath"),
+            ("reason", "/reason"),
+            ("reportingComponent", "/reportingComponent"),
+            ("source", "/source/component"),
+            ("type", "/type"),
+        ],
+        ("events.k8s.io", "Event") => &[
+            ("regarding.kind", "/regarding/kind"),
+            ("regarding.namespace", "/regarding/namespace"),
+            ("regarding.name", "/regarding/name"),
+            ("regarding.uid", "/regarding/uid"),
+            ("regarding.apiVersion", "/regarding/apiVersion"),
+            ("regarding.resourceVersion", "/regarding/resourceVersion"),
+            ("regarding.fieldPath", "/regarding/fieldPath"),
+            ("reason", "/reason"),
+            ("reportingController", "/reportingController"),
+            ("type", "/type"),
+        ],
+        ("", "Namespace") => &[("status.phase", "/status/phase")],
+        ("", "Secret") => &[("type", "/type")],
+        ("", "Node") => &[("spec.unschedulable", "/spec/unschedulable")],
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => {
+            &[("status.replicas", "/status/replicas")]
+        }
+        ("batch", "Job") => &[("status.successful", "/status/succeeded")],
+        _ => &[],
+    }
+}
 
 impl FieldSelector {
-    /// Parses `metadata.name=web,metadata.namespace!=kube-system`.
-    pub fn parse(text: &str) -> Result<Self, ApiError> {
+    /// Parses `metadata.name=web,involvedObject.kind!=Pod` for objects of
+    /// `group`/`kind`; a field the kind does not index is refused in the API
+    /// server's words.
+    pub fn parse(text: &str, group: &str, kind: &str) -> Result<Self, ApiError> {
+        const COMMON: &[(&str, &str)] = &[
+            ("metadata.name", "/metadata/name"),
+            ("metadata.namespace", "/metadata/namespace"),
+        ];
         let mut reqs = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (field, equal, value) = if let Some((f, v)) = part.split_once("!=") {
@@ -190,33 +259,45 @@ impl FieldSelector {
                     "invalid field selector: {part:?}"
                 )));
             };
-            if !matches!(
-                field,
-                "metadata.name" | "metadata.namespace" | "status.phase"
-            ) {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {field} (the simulator supports metadata.name, metadata.namespace and status.phase)"
-                )));
-            }
-            reqs.push((field.to_owned(), equal, value.to_owned()));
+            let field = field.trim();
+            let pointer = COMMON
+                .iter()
+                .chain(selectable(group, kind))
+                .find(|(name, _)| *name == field)
+                .map(|(_, pointer)| *pointer)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("field label not supported: {field}"))
+                })?;
+            reqs.push(FieldRequirement {
+                pointer,
+                equal,
+                value: value.trim().to_owned(),
+            });
         }
         Ok(FieldSelector(reqs))
     }
 
-    /// Whether `object` satisfies every requirement.
+    /// Whether `object` satisfies every requirement. A field the object lacks
+    /// reads as its zero value, as the API server's field sets hold it.
     pub fn matches(&self, object: &Value) -> bool {
-        let meta = Meta::of(object);
-        self.0.iter().all(|(field, equal, value)| {
-            let actual = match field.as_str() {
-                "metadata.name" => meta.name(),
-                "metadata.namespace" => meta.namespace(),
-                _ => object
-                    .get("status")
-                    .and_then(|s| s.get("phase"))
-                    .and_then(Value::as_str)
-                    .unwrap_or(""),
+        self.0.iter().all(|req| {
+            let actual = match object.pointer(req.pointer) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ if req.pointer.ends_with("hostNetwork")
+                    || req.pointer.ends_with("unschedulable") =>
+                {
+                    "false".to_owned()
+                }
+                _ if req.pointer.starts_with("/status/replicas")
+                    || req.pointer.ends_with("succeeded") =>
+                {
+                    "0".to_owned()
+                }
+                _ => String::new(),
             };
-            (actual == value) == *equal
+            (actual == req.value) == req.equal
         })
     }
 }
@@ -254,17 +335,95 @@ mod tests {
 
     #[test]
     fn field_selectors() {
-        let object = json!({"metadata": {"name": "web", "namespace": "default"}});
+        let deployment = json!({"metadata": {"name": "web", "namespace": "default"}});
+        let event = json!({
+            "metadata": {"name": "web.1", "namespace": "default"},
+            "involvedObject": {"kind": "Rollout", "name": "web", "namespace": "default", "uid": "u-1"},
+            "reason": "StepPaused", "type": "Normal", "source": {"component": "sluice"},
+        });
+        let pod = json!({
+            "metadata": {"name": "web-1", "namespace": "default"},
+            "spec": {"nodeName": "sim-node"}, "status": {"phase": "Running"},
+        });
+        let rs = json!({"metadata": {"name": "web-1"}, "status": {"replicas": 3}});
+        let cases: &[(&str, &str, &Value, &str, bool)] = &[
+            ("apps", "Deployment", &deployment, "metadata.name=web", true),
+            (
+                "apps",
+                "Deployment",
+                &deployment,
+                "metadata.name==web",
+                true,
+            ),
+            (
+                "apps",
+                "Deployment",
+                &deployment,
+                "metadata.namespace!=default",
+                false,
+            ),
+            (
+                "apps",
+                "Deployment",
+                &deployment,
+                "metadata.name=web,metadata.namespace=x",
+                false,
+            ),
+            (
+                "",
+                "Event",
+                &event,
+                "involvedObject.kind=Rollout,involvedObject.name=web",
+                true,
+            ),
+            (
+                "",
+                "Event",
+                &event,
+                "involvedObject.name=web,involvedObject.namespace=default,involvedObject.kind=Rollout,involvedObject.uid=u-1",
+                true,
+            ),
+            ("", "Event", &event, "involvedObject.uid=u-2", false),
+            ("", "Event", &event, "reason=StepPaused,type=Normal", true),
+            ("", "Event", &event, "type!=Warning", true),
+            ("", "Event", &event, "source=sluice", true),
+            ("", "Event", &event, "involvedObject.fieldPath=", true),
+            (
+                "",
+                "Pod",
+                &pod,
+                "spec.nodeName=sim-node,status.phase=Running",
+                true,
+            ),
+            ("", "Pod", &pod, "status.phase!=Running", false),
+            ("", "Pod", &pod, "spec.hostNetwork=false", true),
+            ("apps", "ReplicaSet", &rs, "status.replicas!=0", true),
+        ];
+        for (group, kind, object, text, want) in cases {
+            let selector = FieldSelector::parse(text, group, kind).unwrap();
+            assert_eq!(selector.matches(object), *want, "{kind} {text}");
+        }
+        for (group, kind, text) in [
+            ("apps", "Deployment", "spec.nodeName=x"),
+            ("apps", "Deployment", "status.phase=Running"),
+            ("", "Pod", "involvedObject.kind=Pod"),
+            ("events.k8s.io", "Event", "involvedObject.kind=Pod"),
+        ] {
+            let err = FieldSelector::parse(text, group, kind).unwrap_err();
+            assert!(
+                err.to_string().contains("field label not supported"),
+                "{kind} {text}: {err}"
+            );
+        }
+        let regarding = json!({"regarding": {"kind": "Rollout", "name": "web"}});
         assert!(
-            FieldSelector::parse("metadata.name=web")
-                .unwrap()
-                .matches(&object)
+            FieldSelector::parse(
+                "regarding.kind=Rollout,regarding.name=web",
+                "events.k8s.io",
+                "Event"
+            )
+            .unwrap()
+            .matches(&regarding)
         );
-        assert!(
-            !FieldSelector::parse("metadata.namespace!=default")
-                .unwrap()
-                .matches(&object)
-        );
-        assert!(FieldSelector::parse("spec.nodeName=x").is_err());
     }
 }

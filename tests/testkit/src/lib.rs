@@ -7,6 +7,7 @@
 mod daemon;
 mod http;
 pub mod https;
+mod kubectl;
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use sluice_sim::{PodBehaviour, Sim, SimConfig};
 pub use daemon::Daemon;
 pub use http::{http_get, http_get_host, http_get_with};
 pub use https::{HttpsServer, https_server};
+pub use kubectl::Kubectl;
 
 /// The seed of the gateway's random choices in tests: a traffic share measured in
 /// one run is measured the same in the next.
