@@ -3,7 +3,6 @@
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::object::Meta;
 
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
