@@ -5,8 +5,6 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use serde_json::Value;
-
 use common::{Kubectl, sim, until};
 
 const MANIFEST: &str = r#"
