@@ -129,9 +129,13 @@ impl Request {
             .unwrap_or("")
     }
 
-    /// A query flag such as `watch=true` or `watch=1`.
+    /// A query flag such as `watch=true`, `watch=1` or `watch=True` (Python's
+    /// client): what Go's `strconv.ParseBool` reads as true.
     pub fn flag(&self, name: &str) -> bool {
-        matches!(self.query.get(name).map(String::as_str), Some("true" | "1"))
+        matches!(
+            self.query.get(name).map(String::as_str),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+        )
     }
 
     /// The `labelSelector` and `fieldSelector` of a list or watch.

@@ -135,8 +135,15 @@ pub fn running_status(pod: &Value, ip: &str, restarts: u64) -> Value {
                     } else {
                         json!({"running": {"startedAt": now}})
                     };
+                    // What a kubelet reports: clients (the Python one among them)
+                    // require the image's and the container's IDs.
+                    let image = c["image"].as_str().unwrap_or("");
+                    let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+                    let container = c["name"].as_str().unwrap_or("");
                     json!({"name": c["name"], "image": c["image"], "ready": !failing, "started": !failing,
-                           "restartCount": restarts, "state": state})
+                           "restartCount": restarts, "state": state,
+                           "imageID": format!("{image}@sha256:{}", super::hash::stand_in_digest(image)),
+                           "containerID": format!("containerd://{}", super::hash::stand_in_digest(&format!("{uid}/{container}/{restarts}")))})
                 })
                 .collect()
         })
