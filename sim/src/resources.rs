@@ -50,8 +50,9 @@ pub struct ResourceType {
     pub scale: Option<ScalePaths>,
     /// Extra kubectl columns.
     pub columns: Vec<Column>,
-    /// OpenAPI schema (for defaults), for custom resources.
-    pub schema: Option<Value>,
+    /// OpenAPI schema (for defaults), for custom resources; shared, as types are
+    /// looked up on every request.
+    pub schema: Option<std::sync::Arc<Value>>,
     /// Whether this version is the one objects are stored at.
     pub storage: bool,
 }
@@ -416,7 +417,8 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
             schema: v
                 .get("schema")
                 .and_then(|s| s.get("openAPIV3Schema"))
-                .cloned(),
+                .cloned()
+                .map(std::sync::Arc::new),
             storage: v.get("storage").and_then(Value::as_bool).unwrap_or(true),
         });
     }

@@ -87,7 +87,8 @@ type Objects = BTreeMap<(String, String), Arc<Value>>;
 
 struct Inner {
     rv: u64,
-    registry: Registry,
+    /// Copied on write: every request reads it, CRDs rarely change it.
+    registry: Arc<Registry>,
     objects: HashMap<ResKey, Objects>,
     history: VecDeque<Arc<Event>>,
 }
@@ -107,7 +108,7 @@ impl Store {
         Arc::new(Store {
             inner: Mutex::new(Inner {
                 rv: 1,
-                registry: Registry::builtin(),
+                registry: Arc::new(Registry::builtin()),
                 objects: HashMap::new(),
                 history: VecDeque::with_capacity(HISTORY),
             }),
@@ -122,7 +123,7 @@ impl Store {
     }
 
     /// The resource types served now.
-    pub fn registry(&self) -> Registry {
+    pub fn registry(&self) -> Arc<Registry> {
         self.lock().registry.clone()
     }
 
@@ -413,14 +414,14 @@ impl Store {
     pub fn register(&self, ty: Vec<ResourceType>) {
         let mut inner = self.lock();
         for t in ty {
-            inner.registry.add(t);
+            Arc::make_mut(&mut inner.registry).add(t);
         }
     }
 
     /// Stops serving a CRD's types and drops their objects.
     pub fn unregister(&self, group: &str, plural: &str) {
         let mut inner = self.lock();
-        inner.registry.remove(group, plural);
+        Arc::make_mut(&mut inner.registry).remove(group, plural);
         inner.objects.remove(&ResKey::new(group, plural));
     }
 

@@ -26,7 +26,7 @@ pub const ROLLOUT_ID: &str = "rollouts.kruise.io/rollout-id";
 pub fn matched_rollout<'a>(
     kind: Kind,
     object: &Value,
-    rollouts: &'a [Rollout],
+    rollouts: impl IntoIterator<Item = &'a Rollout>,
 ) -> Option<&'a Rollout> {
     let name = object.pointer("/metadata/name").and_then(Value::as_str)?;
     let group = |api_version: &str| {
@@ -35,7 +35,7 @@ pub fn matched_rollout<'a>(
             .map_or("", |(g, _)| g)
             .to_owned()
     };
-    rollouts.iter().find(|r| {
+    rollouts.into_iter().find(|r| {
         r.metadata.deletion_timestamp.is_none()
             && r.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Disabled")
             && r.spec.strategy.canary.is_some()
@@ -106,14 +106,14 @@ pub async fn review(
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or("default");
-    let rollouts: Vec<Rollout> = rollouts
+    let in_namespace = rollouts
         .iter()
-        .filter(|r| r.metadata.namespace.as_deref().unwrap_or("default") == ns)
-        .map(|r| r.as_ref().clone())
-        .collect();
-    if matched_rollout(kind, new, &rollouts).is_none() {
+        .map(|r| r.as_ref())
+        .filter(|r| r.metadata.namespace.as_deref().unwrap_or("default") == ns);
+    let Some(matched) = matched_rollout(kind, new, in_namespace) else {
         return Ok(None);
-    }
+    };
+    let rollouts = [matched.clone()];
     let replica_sets = if kind.needs_replica_sets() {
         let selector = workload::string_map(new, "/spec/selector/matchLabels")
             .iter()
