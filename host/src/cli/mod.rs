@@ -2,6 +2,7 @@
 
 mod controller;
 mod dev;
+pub mod rollout;
 mod strategy;
 
 use std::path::PathBuf;
@@ -42,8 +43,26 @@ pub enum Command {
     Dev(dev::DevArgs),
     /// Run the controller against a cluster (kubeconfig or in-cluster).
     Controller(Box<controller::ControllerArgs>),
+    /// Operate Rollouts: list, get, approve, resume, pause, promote, undo, restart,
+    /// set image, status. Also runs as the kubectl plugin `kubectl sluice …` when
+    /// this binary is on PATH as `kubectl-sluice`.
+    Rollout(rollout::RolloutArgs),
     /// Print the CustomResourceDefinitions Sluice serves, as YAML.
     Crds,
+    /// Print a shell completion script (for `sluice`, or with --plugin for `kubectl-sluice`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+        /// Complete the kubectl plugin's name (`kubectl-sluice`) instead.
+        #[arg(long)]
+        plugin: bool,
+    },
+    /// Write the man pages (one per command) into a directory.
+    Man {
+        /// Where to write them.
+        #[arg(long, default_value = "man")]
+        out_dir: PathBuf,
+    },
     /// The compiler's helper process (started by the controller itself).
     #[command(name = "__compile-module", hide = true)]
     CompileModule(crate::strategy::compile::HelperArgs),
@@ -58,8 +77,50 @@ pub enum Command {
     },
 }
 
+/// The kubectl plugin: `kubectl sluice VERB …` runs `kubectl-sluice VERB …`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-sluice",
+    version,
+    about = "Operate Sluice Rollouts (rollouts.kruise.io) from kubectl",
+    bin_name = "kubectl sluice"
+)]
+pub struct PluginCli {
+    #[command(flatten)]
+    pub args: rollout::RolloutArgs,
+}
+
+/// Whether this process was started as the kubectl plugin.
+fn as_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().starts_with("kubectl-sluice"))
+        })
+        .unwrap_or(false)
+}
+
+/// The exit code of a command that could not do its work: 2, but 3 for the
+/// rollout verbs, whose `status` gives 2 its own meaning (still progressing).
+fn finish(result: anyhow::Result<ExitCode>, error_code: u8) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(error_code)
+        }
+    }
+}
+
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
+    if as_plugin() {
+        let cli = PluginCli::parse();
+        init_logging(LogFormat::Text);
+        return finish(rollout::run(cli.args), 3);
+    }
     let cli = Cli::parse();
     if let Command::CompileModule(args) = &cli.command {
         // The helper speaks through its exit code, stdout and stderr only.
@@ -67,24 +128,79 @@ pub fn main() -> ExitCode {
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     init_logging(cli.log_format);
+    let error_code = if matches!(cli.command, Command::Rollout(_)) {
+        3
+    } else {
+        2
+    };
     let result = match cli.command {
         Command::Strategy(cmd) => strategy::run(cmd, cli.cache_dir),
         Command::Dev(args) => dev::run(args, cli.cache_dir),
         Command::Controller(args) => controller::run(*args, cli.cache_dir),
+        Command::Rollout(args) => rollout::run(args),
         Command::Crds => controller::print_crds(),
+        Command::Completions { shell, plugin } => {
+            let (mut command, name) = if plugin {
+                (
+                    <PluginCli as clap::CommandFactory>::command(),
+                    "kubectl-sluice",
+                )
+            } else {
+                (<Cli as clap::CommandFactory>::command(), "sluice")
+            };
+            clap_complete::generate(shell, &mut command, name, &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir } => write_man_pages(&out_dir),
         Command::CompileModule(_) => Ok(ExitCode::SUCCESS),
         Command::Demo {
             interactive,
             requests,
         } => run_demo(interactive, requests),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+    finish(result, error_code)
+}
+
+/// One page per command: `sluice.1`, `sluice-rollout.1`, `sluice-rollout-get.1`…
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    fn walk(
+        command: clap::Command,
+        name: String,
+        dir: &std::path::Path,
+        written: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        let command = command.name(name.clone());
+        let file = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.clone()).render(&mut page)?;
+        std::fs::write(&file, page).with_context(|| format!("cannot write {}", file.display()))?;
+        written.push(file.display().to_string());
+        for sub in command
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            walk(
+                sub.clone(),
+                format!("{name}-{}", sub.get_name()),
+                dir,
+                written,
+            )?;
         }
+        Ok(())
     }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut written = Vec::new();
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    walk(command, "sluice".into(), dir, &mut written)?;
+    println!(
+        "{} man pages written to {} (man -l {}/sluice.1)",
+        written.len(),
+        dir.display(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_demo(interactive: bool, requests: u32) -> anyhow::Result<ExitCode> {

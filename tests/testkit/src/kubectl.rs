@@ -46,19 +46,39 @@ impl Kubectl {
         &self.kubeconfig
     }
 
+    fn envs(&self) -> Vec<(OsString, OsString)> {
+        let mut envs = vec![
+            (
+                "KUBECONFIG".into(),
+                self.kubeconfig.clone().into_os_string(),
+            ),
+            ("HOME".into(), self.dir.path().as_os_str().to_owned()),
+        ];
+        if let Some(path) = &self.path {
+            envs.push(("PATH".into(), path.clone()));
+        }
+        envs
+    }
+
     /// The command, ready to run.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("kubectl");
         cmd.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
+            .envs(self.envs())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(path) = &self.path {
-            cmd.env("PATH", path);
-        }
         cmd
+    }
+
+    /// Runs a shell script (`sh -c`) with kubectl's environment: a pipeline as an
+    /// operator would type it. Whatever its outcome.
+    pub async fn shell(&self, script: &str) -> Output {
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(script).envs(self.envs());
+        tokio::task::spawn_blocking(move || sh.output().expect("sh runs"))
+            .await
+            .expect("join")
     }
 
     /// Runs kubectl (off the async runtime) with `stdin`, whatever its outcome.

@@ -1,0 +1,289 @@
+//! The operator's CLI as kubectl runs it: the `sluice` binary on PATH as
+//! `kubectl-sluice`, driven through a five-step release on the simulator with the
+//! controller running — approve, pause, resume, promote, set image, undo, and
+//! `status` exit codes in a shell pipeline.
+
+mod support;
+
+use std::path::PathBuf;
+
+use sluice_testkit::Kubectl;
+use support::cluster::Cluster;
+
+const STEPS: &str = "[{weight: 20, pause: {}}, {weight: 40, pause: {}}, {weight: 60, pause: {}}, {weight: 80, pause: {}}, {weight: 100}]";
+
+fn app(image: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: echo}}
+spec:
+  replicas: 5
+  selector: {{matchLabels: {{app: echo}}}}
+  template:
+    metadata: {{labels: {{app: echo}}}}
+    spec:
+      containers: [{{name: echo, image: "{image}"}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo}}
+spec:
+  selector: {{app: echo}}
+  ports: [{{port: 80}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: echo}}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: echo.example.com
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: echo, port: {{number: 80}}}}}}}}
+---
+apiVersion: rollouts.kruise.io/v1alpha1
+kind: Rollout
+metadata: {{name: echo}}
+spec:
+  objectRef: {{workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: echo}}}}
+  strategy:
+    canary:
+      steps: {STEPS}
+      trafficRoutings: [{{service: echo, gracePeriodSeconds: 0, ingress: {{name: echo}}}}]
+"#
+    )
+}
+
+/// kubectl with the `sluice` binary on its PATH as the plugin `kubectl-sluice`.
+struct Plugin {
+    kubectl: Kubectl,
+    _dir: tempfile::TempDir,
+}
+
+impl Plugin {
+    fn new(c: &Cluster) -> Plugin {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let binary = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
+        std::os::unix::fs::symlink(&binary, dir.path().join("kubectl-sluice")).expect("symlink");
+        Plugin {
+            kubectl: Kubectl::new(&c.sim).with_path(dir.path()),
+            _dir: dir,
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> String {
+        let mut all = vec!["sluice"];
+        all.extend(args);
+        self.kubectl.run(&all, "").await
+    }
+
+    async fn fails(&self, args: &[&str]) -> String {
+        let mut all = vec!["sluice"];
+        all.extend(args);
+        self.kubectl.fails(&all, "").await
+    }
+
+    /// `kubectl sluice status echo ARGS; echo $?` in a shell: what it printed and
+    /// its exit code.
+    async fn status(&self, args: &str) -> (String, i32) {
+        let out = self
+            .kubectl
+            .shell(&format!(
+                "kubectl sluice status echo {args}; echo \"exit=$?\""
+            ))
+            .await;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let code = stdout
+            .lines()
+            .last()
+            .and_then(|l| l.strip_prefix("exit="))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no exit code in {stdout}"));
+        (stdout, code)
+    }
+}
+
+fn image_of(c: &Cluster) -> String {
+    c.object("apps", "deployments", "echo")
+        .and_then(|d| {
+            d.pointer("/spec/template/spec/containers/0/image")
+                .and_then(|i| i.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+fn spec_paused(c: &Cluster) -> bool {
+    c.object("rollouts.kruise.io", "rollouts", "echo")
+        .and_then(|r| r.pointer("/spec/strategy/paused").and_then(|p| p.as_bool()))
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn a_five_step_release_operated_from_kubectl() {
+    let c = Cluster::start().await;
+    c.apply(&app("barnett/canarydemo:v1")).await;
+    c.until_healthy("echo").await;
+    c.until_governed("apps", "deployments", "echo").await;
+    let k = Plugin::new(&c);
+
+    let listed = k.run(&["list"]).await;
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("echo"))
+        .expect(&listed);
+    assert!(
+        row.contains("Healthy") && row.contains("builtin:steps"),
+        "{listed}"
+    );
+    assert_eq!(k.status("").await.1, 0);
+
+    // A new image, through the plugin: the release starts and waits at step 1.
+    let out = k
+        .run(&["set", "image", "echo", "echo=barnett/canarydemo:v2"])
+        .await;
+    assert!(
+        out.contains("rollout.rollouts.kruise.io/echo image updated"),
+        "{out}"
+    );
+    assert_eq!(image_of(&c), "barnett/canarydemo:v2");
+    c.until_paused_at("echo", 1).await;
+    let (said, code) = k.status("").await;
+    assert_eq!(code, 2, "{said}");
+    assert!(
+        said.contains("progressing: Rollout is in step(1/5)"),
+        "{said}"
+    );
+    let tree = k.run(&["get", "echo"]).await;
+    let marked = tree.lines().find(|l| l.contains('▶')).expect(&tree);
+    assert!(
+        marked.contains("1. weight 20%") && marked.contains("StepPaused"),
+        "{tree}"
+    );
+    let canary = tree.lines().find(|l| l.contains("Canary")).expect(&tree);
+    assert!(
+        canary.contains("deployment/echo-") && canary.contains("1/1 ready"),
+        "{tree}"
+    );
+
+    // A dry run is checked by the server and changes nothing.
+    let before = c.object("rollouts.kruise.io", "rollouts", "echo").unwrap();
+    let out = k.run(&["approve", "echo", "--dry-run"]).await;
+    assert!(out.contains("approved (server dry run)"), "{out}");
+    let after = c.object("rollouts.kruise.io", "rollouts", "echo").unwrap();
+    assert_eq!(
+        before["metadata"]["resourceVersion"],
+        after["metadata"]["resourceVersion"]
+    );
+
+    k.run(&["approve", "echo"]).await;
+    c.until_paused_at("echo", 2).await;
+
+    // Paused, the release holds; resume unpauses and approves, as vela's resume.
+    k.run(&["pause", "echo"]).await;
+    assert!(spec_paused(&c));
+    let err = k.fails(&["pause", "echo"]).await;
+    assert!(err.contains("already paused"), "{err}");
+    let out = k.run(&["resume", "echo"]).await;
+    assert!(out.contains("resumed"), "{out}");
+    assert!(!spec_paused(&c));
+    c.until_paused_at("echo", 3).await;
+
+    k.run(&["promote", "echo"]).await;
+    c.until_paused_at("echo", 4).await;
+
+    // Back to v1: the template of the previous revision; the Rollout cancels.
+    let out = k.run(&["undo", "echo"]).await;
+    assert!(out.contains("rolled back to revision 1"), "{out}");
+    assert_eq!(image_of(&c), "barnett/canarydemo:v1");
+    let (said, code) = k.status("--watch --timeout 60s").await;
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        said.contains("healthy: Rollout progressing has been canceled"),
+        "{said}"
+    );
+
+    // Nothing waits: approve is refused in Kruise's words, promote says why.
+    let err = k.fails(&["approve", "echo"]).await;
+    assert!(
+        err.contains("does not allow to approve, because current canary state is not 'StepPaused'"),
+        "{err}"
+    );
+    let err = k.fails(&["promote", "echo"]).await;
+    assert!(err.contains("nothing to promote"), "{err}");
+}
+
+#[tokio::test]
+async fn status_times_out_with_exit_code_2_and_names_what_is_missing() {
+    let c = Cluster::start().await;
+    c.apply(&app("barnett/canarydemo:v1")).await;
+    c.until_healthy("echo").await;
+    c.until_governed("apps", "deployments", "echo").await;
+    let k = Plugin::new(&c);
+    k.run(&["restart", "echo"]).await;
+    let template = c.object("apps", "deployments", "echo").unwrap();
+    assert!(
+        template
+            .pointer("/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt")
+            .is_some(),
+        "{template}"
+    );
+    c.until_paused_at("echo", 1).await;
+    // The release waits for an approval nobody gives: the watch ends at its timeout.
+    let (said, code) = k.status("--watch --timeout 1s").await;
+    assert_eq!(code, 2, "{said}");
+
+    let err = k.fails(&["get", "nope"]).await;
+    assert!(
+        err.contains("rollout \"nope\" not found in namespace \"default\""),
+        "{err}"
+    );
+    let err = k.fails(&["set", "image", "echo", "web=x:1"]).await;
+    assert!(err.contains("no container \"web\" (it has: echo)"), "{err}");
+    let err = k.fails(&["undo", "echo", "--to-revision", "7"]).await;
+    assert!(err.contains("unable to find specified revision 7"), "{err}");
+
+    let json = k.run(&["get", "echo", "-o", "json"]).await;
+    let r: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(r["status"]["canaryStatus"]["currentStepIndex"], 1);
+    let yaml = k.run(&["list", "-A", "-o", "yaml"]).await;
+    assert!(
+        yaml.contains("kind: List") || yaml.contains("kind: Rollout"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_same_definitions() {
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    for (args, name) in [
+        (vec!["completions", "bash"], "sluice"),
+        (vec!["completions", "zsh", "--plugin"], "kubectl-sluice"),
+        (vec!["completions", "fish"], "sluice"),
+    ] {
+        let out = std::process::Command::new(sluice)
+            .args(&args)
+            .output()
+            .expect("sluice runs");
+        assert!(out.status.success(), "{args:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains(name) && script.contains("approve") && script.contains("undo"),
+            "{args:?}: {script}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(sluice)
+        .args(["man", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("sluice runs");
+    assert!(out.status.success());
+    let page = std::fs::read_to_string(dir.path().join("sluice-rollout-status.1"))
+        .expect("a page per verb");
+    assert!(page.contains("2 still progressing"), "{page}");
+    assert!(!dir.path().join("sluice-help.1").exists());
+}
