@@ -114,6 +114,21 @@ pub struct Context {
     rollouts: Store<Rollout>,
     clock: Arc<dyn Clock>,
     validation: crate::kruise::validate::Options,
+    /// Conflicts in a row, per Rollout: a conflict means the watch cache is behind
+    /// the cluster, and retrying at once from the same cache only adds load.
+    conflicts: std::sync::Mutex<std::collections::HashMap<(String, String), u32>>,
+}
+
+/// How long to wait after the `n`th conflict in a row (from 1): 100 ms, doubling,
+/// at most 5 s — controller-runtime's per-item backoff, which Kruise uses.
+pub fn conflict_backoff(n: u32) -> Duration {
+    Duration::from_millis(100)
+        .saturating_mul(1 << n.saturating_sub(1).min(6))
+        .min(Duration::from_secs(5))
+}
+
+fn key_of(rollout: &Rollout) -> (String, String) {
+    (rollout.namespace().unwrap_or_default(), rollout.name_any())
 }
 
 /// Reconciles one Rollout: observe → decide → plan → apply → report.
@@ -165,13 +180,24 @@ async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, E
         },
         started.elapsed(),
     );
+    if result.is_ok()
+        && let Ok(mut conflicts) = ctx.conflicts.lock()
+    {
+        conflicts.remove(&key_of(&rollout));
+    }
     result
 }
 
-fn error_policy(_rollout: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
     if error.is_conflict() {
-        tracing::debug!(%error, "conflict; retrying");
-        return Action::requeue(Duration::from_millis(100));
+        let n = ctx.conflicts.lock().map_or(1, |mut conflicts| {
+            let n = conflicts.entry(key_of(&rollout)).or_insert(0);
+            *n += 1;
+            *n
+        });
+        let wait = conflict_backoff(n);
+        tracing::debug!(%error, conflicts = n, ?wait, "conflict; retrying");
+        return Action::requeue(wait);
     }
     tracing::warn!(%error, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
@@ -340,6 +366,7 @@ pub async fn run(
         rollouts: store.clone(),
         clock: config.clock.clone(),
         validation: config.validation,
+        conflicts: Default::default(),
     });
     tokio::spawn(count_phases(store.clone(), metrics.clone()));
     tokio::spawn(module_status::run(
@@ -478,5 +505,17 @@ async fn count_phases(store: Store<Rollout>, metrics: Arc<ControllerMetrics>) {
         }
         metrics.set_phases(&counts.into_iter().collect::<Vec<_>>());
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_back_off_doubling_to_five_seconds() {
+        let waits: Vec<u128> = (1..=9).map(|n| conflict_backoff(n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(conflict_backoff(u32::MAX), Duration::from_secs(5));
     }
 }
