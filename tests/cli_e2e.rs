@@ -287,3 +287,76 @@ fn completions_and_man_pages_come_from_the_same_definitions() {
     assert!(page.contains("2 still progressing"), "{page}");
     assert!(!dir.path().join("sluice-help.1").exists());
 }
+
+fn canaries(c: &Cluster) -> usize {
+    c.objects("apps", "deployments")
+        .into_iter()
+        .filter(|d| {
+            d.pointer("/metadata/labels/rollouts.kruise.io~1canary-deployment")
+                .is_some()
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn abort_retry_and_promote_full_on_a_five_step_release() {
+    let c = Cluster::start().await;
+    c.apply(&app("barnett/canarydemo:v1")).await;
+    c.until_healthy("echo").await;
+    c.until_governed("apps", "deployments", "echo").await;
+    let k = Plugin::new(&c);
+    let err = k.fails(&["abort", "echo"]).await;
+    assert!(err.contains("nothing to abort"), "{err}");
+
+    k.run(&["set", "image", "echo", "echo=barnett/canarydemo:v2"])
+        .await;
+    c.until_paused_at("echo", 1).await;
+    k.run(&["approve", "echo"]).await;
+    c.until_paused_at("echo", 2).await;
+
+    // Abort: traffic back to stable, the canary gone, the release held; status says 1.
+    let out = k.run(&["abort", "echo"]).await;
+    assert!(
+        out.contains("abort requested") && out.contains("aborted:"),
+        "{out}"
+    );
+    c.until_rollout("echo", "aborted", |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Progressing" && c.reason == "Aborted")
+        })
+    })
+    .await;
+    let (said, code) = k.status("").await;
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("aborted by request"), "{said}");
+    assert_eq!(canaries(&c), 0);
+    assert!(
+        c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .is_none()
+    );
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 0);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v1"), 5);
+    let err = k.fails(&["abort", "echo"]).await;
+    assert!(err.contains("nothing to abort"), "{err}");
+
+    // Retry: the same release again from step 1.
+    let out = k.run(&["retry", "echo"]).await;
+    assert!(out.contains("retried"), "{out}");
+    c.until_paused_at("echo", 1).await;
+    assert_eq!(canaries(&c), 1);
+
+    // Promote in full: the remaining steps skipped, the release completes.
+    k.run(&["promote", "echo", "--full"]).await;
+    c.until_healthy("echo").await;
+    let (said, code) = k.status("").await;
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("completed"), "{said}");
+    c.until("every pod on v2", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") == 5 && canaries(&c) == 0
+    })
+    .await;
+    let err = k.fails(&["retry", "echo"]).await;
+    assert!(err.contains("nothing to retry"), "{err}");
+}

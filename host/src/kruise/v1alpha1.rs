@@ -311,4 +311,8 @@ pub struct StrategyStatus {
     /// neither may change until it ends.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub release_fingerprint: String,
+    /// The last operator request (the `rollout.sluice.dev/request` annotation's
+    /// value) the controller acted on, or found nothing to do for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub handled_request: String,
 }

@@ -120,6 +120,44 @@ pub fn promote(r: &Rollout) -> Result<Vec<Request>, String> {
     Ok(resume(r))
 }
 
+/// An operator request the controller acts on once (`abort`, `retry`,
+/// `promote-full`): the annotation, its value made unique by `now`.
+pub fn request(
+    r: &Rollout,
+    what: crate::controller::plan::Request,
+    now: &str,
+) -> Result<(Request, String), String> {
+    use crate::controller::plan::Request as Op;
+    let status = r.status.clone().unwrap_or_default();
+    let aborted = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Progressing" && c.reason == "Aborted");
+    let releasing = super::view::releasing(r) && !aborted;
+    match what {
+        Op::Abort if !releasing => {
+            return Err("nothing to abort: no release is under way (see `status`)".into());
+        }
+        Op::PromoteFull if !releasing => {
+            return Err("nothing to promote: no release is under way (see `status`)".into());
+        }
+        Op::Retry if !aborted => {
+            return Err("nothing to retry: the last release was not aborted (see `status`)".into());
+        }
+        _ => {}
+    }
+    let value = format!("{}@{now}", what.name());
+    Ok((
+        Request {
+            target: Target::Rollout,
+            body: Body::Merge(json!({"metadata": {"annotations": {
+                crate::controller::plan::REQUEST_ANNOTATION: value
+            }}})),
+        },
+        value,
+    ))
+}
+
 /// The annotation `kubectl rollout restart` writes into the pod template.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 

@@ -18,6 +18,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use serde_json::Value;
 
+use crate::controller::plan::Request as Op;
 use crate::kruise::v1alpha1::Rollout;
 use act::{Body, Request, Target};
 use view::{Outcome, Paint, Scene};
@@ -99,8 +100,20 @@ pub enum Verb {
     Resume(Named),
     /// Hold the Rollout where it is (spec.strategy.paused: true).
     Pause(Named),
-    /// Past the pause the release waits at (manual or timed), unpausing if needed.
-    Promote(Named),
+    /// Past the pause the release waits at (manual or timed), unpausing if needed;
+    /// with --full, past every remaining step: the release completes.
+    Promote {
+        #[command(flatten)]
+        target: Named,
+        /// Skip the remaining steps (Argo's promote --full).
+        #[arg(long)]
+        full: bool,
+    },
+    /// Stop the release: traffic back to the stable version, the canary removed, the
+    /// workload held at the stable version until `retry`, a revert or a new release.
+    Abort(Named),
+    /// Start an aborted release again at step 1.
+    Retry(Named),
     /// The workload's template back to the previous revision (or --to-revision), as
     /// `kubectl rollout undo` does; the Rollout cancels the release.
     Undo {
@@ -409,12 +422,21 @@ async fn verb(kube: &Kube, args: &KubeArgs, verb: Verb) -> anyhow::Result<ExitCo
             kube.send(&r, &[request], w.dry_run, "paused").await?;
             Ok(ExitCode::SUCCESS)
         }
-        Verb::Promote(w) => {
+        Verb::Promote {
+            target: w,
+            full: false,
+        } => {
             let r = kube.rollout(&w.name).await?;
             let requests = act::promote(&r).map_err(anyhow::Error::msg)?;
             kube.send(&r, &requests, w.dry_run, "promoted").await?;
             Ok(ExitCode::SUCCESS)
         }
+        Verb::Promote {
+            target: w,
+            full: true,
+        } => request(kube, &w, Op::PromoteFull, "promoted in full").await,
+        Verb::Abort(w) => request(kube, &w, Op::Abort, "aborted").await,
+        Verb::Retry(w) => request(kube, &w, Op::Retry, "retried").await,
         Verb::Undo {
             target: w,
             to_revision,
@@ -477,6 +499,51 @@ async fn verb(kube: &Kube, args: &KubeArgs, verb: Verb) -> anyhow::Result<ExitCo
             watch,
             timeout,
         } => status(kube, &name, watch, timeout).await,
+    }
+}
+
+/// How long a request waits for the controller to take it up.
+const TAKEN_UP: Duration = Duration::from_secs(30);
+
+/// Writes an operator request and waits until the controller has taken it up
+/// (`status.strategy.handledRequest` shows it).
+async fn request(kube: &Kube, w: &Named, what: Op, done: &str) -> anyhow::Result<ExitCode> {
+    let r = kube.rollout(&w.name).await?;
+    let now = jiff::Timestamp::now().to_string();
+    let (request, value) = act::request(&r, what, &now).map_err(anyhow::Error::msg)?;
+    kube.send(
+        &r,
+        &[request],
+        w.dry_run,
+        &format!("{} requested", what.name()),
+    )
+    .await?;
+    if w.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let handled = |r: &Rollout| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.strategy.as_ref())
+            .is_some_and(|s| s.handled_request == value)
+    };
+    let taken = tokio::time::timeout(
+        TAKEN_UP,
+        watch_rollout(kube, &w.name, |r| std::future::ready(Ok(handled(r)))),
+    )
+    .await;
+    match taken {
+        Ok(result) => {
+            result?;
+            let (_, why) = view::outcome(&kube.rollout(&w.name).await?);
+            println!("rollout.rollouts.kruise.io/{} {done}: {why}", w.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(_) => bail!(
+            "the controller has not taken the request up within {}s: is it running? (the request stays in the annotation {})",
+            TAKEN_UP.as_secs(),
+            crate::controller::plan::REQUEST_ANNOTATION
+        ),
     }
 }
 

@@ -23,6 +23,137 @@ pub use rolling::{Sighting, convergence, strategy_input};
 /// The finalizer a governed Rollout carries.
 pub const FINALIZER: &str = "rollouts.kruise.io/rollout";
 
+/// The annotation an operator (or a tool: `sluice rollout abort`, a dashboard)
+/// writes to ask for what Kruise's API has no field for: `abort`, `retry` or
+/// `promote-full`, optionally followed by `@` and anything that makes the request
+/// unique (the CLI adds the time). The controller acts on a value once, and records
+/// it in `status.strategy.handledRequest`.
+pub const REQUEST_ANNOTATION: &str = "rollout.sluice.dev/request";
+
+/// An operator's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Stop the release: traffic back to the stable version, the canary removed, the
+    /// workload held at the stable version (Argo's abort).
+    Abort,
+    /// Start an aborted release again at step 1.
+    Retry,
+    /// Skip the remaining steps: the release completes (Argo's `promote --full`).
+    PromoteFull,
+}
+
+impl Request {
+    /// Reads an annotation value: `abort`, `retry@2026-12-03T10:00:00Z`…
+    pub fn parse(value: &str) -> Option<Request> {
+        match value.split('@').next().unwrap_or("").trim() {
+            "abort" => Some(Request::Abort),
+            "retry" => Some(Request::Retry),
+            "promote-full" => Some(Request::PromoteFull),
+            _ => None,
+        }
+    }
+
+    /// The verb, as written in the annotation.
+    pub fn name(self) -> &'static str {
+        match self {
+            Request::Abort => "abort",
+            Request::Retry => "retry",
+            Request::PromoteFull => "promote-full",
+        }
+    }
+}
+
+/// The request annotation's value, when the controller has not handled it yet.
+fn pending_request(o: &Observed) -> Option<String> {
+    let value = o
+        .rollout
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(REQUEST_ANNOTATION)?;
+    let handled = status_of(o)
+        .strategy
+        .map(|s| s.handled_request)
+        .unwrap_or_default();
+    (*value != handled).then(|| value.clone())
+}
+
+/// Acts on a pending request where the stage allows it; otherwise says why not.
+/// Either way the request is recorded as handled. Returns whether it was acted on.
+fn handle_request(o: &Observed, p: &mut Plan, stage: &Stage) -> bool {
+    let Some(value) = pending_request(o) else {
+        return false;
+    };
+    p.status
+        .strategy
+        .get_or_insert_with(Default::default)
+        .handled_request = value.clone();
+    let request = Request::parse(&value);
+    match (request, stage) {
+        (Some(Request::Abort), Stage::Rolling) => {
+            if let Some(s) = p.status.strategy.as_mut() {
+                s.last_action = REQUESTED_ABORT.into();
+            }
+            p.notes.push(Note::warning(
+                "AbortRequested",
+                format!("{REQUEST_ANNOTATION}: {value}: traffic back to the stable version, the canary removed"),
+            ));
+            begin_ending(o, p, Ending::Abort);
+            finalise(o, p, Ending::Abort);
+            true
+        }
+        (Some(Request::PromoteFull), Stage::Rolling) => {
+            let steps = written_steps(o).len();
+            p.notes.push(Note::normal(
+                "PromotedFully",
+                format!("{REQUEST_ANNOTATION}: {value}: the remaining steps are skipped"),
+            ));
+            if let Some(c) = p.status.canary_status.as_mut() {
+                c.current_step_index = i32::try_from(steps).unwrap_or(i32::MAX);
+                c.current_step_state = StepState::Completed.as_str().into();
+                c.next_step_index = -1;
+            }
+            begin_ending(o, p, Ending::Success);
+            finalise(o, p, Ending::Success);
+            true
+        }
+        (Some(Request::Retry), Stage::Aborted) => {
+            p.notes.push(Note::normal(
+                "RetryRequested",
+                format!("{REQUEST_ANNOTATION}: {value}: the release starts again at step 1"),
+            ));
+            start(o, p);
+            true
+        }
+        (Some(r), _) => {
+            let when = match r {
+                Request::Retry => "an aborted release",
+                Request::Abort | Request::PromoteFull => "a release under way",
+            };
+            p.notes.push(Note::warning(
+                "RequestIgnored",
+                format!(
+                    "{REQUEST_ANNOTATION}: {value}: {} applies to {when} only",
+                    r.name()
+                ),
+            ));
+            false
+        }
+        (None, _) => {
+            p.notes.push(Note::warning(
+                "RequestIgnored",
+                format!(
+                    "{REQUEST_ANNOTATION}: {value}: not a request; use abort, retry or promote-full"
+                ),
+            ));
+            false
+        }
+    }
+}
+
+/// `status.strategy.lastAction` of a release an operator aborted.
+pub const REQUESTED_ABORT: &str = "abort (requested)";
+
 /// A Kubernetes Event to publish about the Rollout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
@@ -208,7 +339,14 @@ fn aborted_marker(o: &Observed) -> bool {
     status_of(o)
         .strategy
         .as_ref()
-        .is_some_and(|s| s.last_action == "abort")
+        .is_some_and(|s| s.last_action == "abort" || s.last_action == REQUESTED_ABORT)
+}
+
+fn abort_requested(p: &Plan) -> bool {
+    p.status
+        .strategy
+        .as_ref()
+        .is_some_and(|s| s.last_action == REQUESTED_ABORT)
 }
 
 /// The template differs from the one this release started with.
@@ -278,6 +416,9 @@ pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
         .finalizers
         .as_ref()
         .is_some_and(|f| f.iter().any(|x| x == FINALIZER));
+    // An operator's request is answered in any stage, so that one made at the wrong
+    // time is not acted on later, when it no longer means what it meant.
+    let acted = governed && handle_request(o, &mut p, &stage);
     match stage {
         Stage::Deleting => deleting(o, &mut p, governed),
         Stage::Invalid(msg) => invalid(o, &mut p, &msg),
@@ -300,6 +441,7 @@ pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
                 }
                 Stage::Continuous => continuous(o, &mut p),
                 Stage::Finalising(ending) => finalise(o, &mut p, ending),
+                _ if acted => {}
                 Stage::Aborted => {
                     if let Some(w) = &o.workload {
                         p.writes.extend(w.kind.hold(o, w));
@@ -539,6 +681,11 @@ fn begin_ending(o: &Observed, p: &mut Plan, ending: Ending) {
     let (r, msg) = match ending {
         Ending::Success => (reason::FINALISING, message::FINALISING.to_owned()),
         Ending::Cancel => (reason::CANCELLING, message::CANCELLING.to_owned()),
+        Ending::Abort if abort_requested(p) => (
+            reason::CANCELLING,
+            "The release was aborted by request and the rollout process will be canceled"
+                .to_owned(),
+        ),
         Ending::Abort => (
             reason::CANCELLING,
             "The strategy aborted the release and the rollout process will be canceled".to_owned(),
@@ -563,6 +710,11 @@ fn finalise(o: &Observed, p: &mut Plan, ending: Ending) {
     let (succeeded, msg, r) = match ending {
         Ending::Success => (true, message::COMPLETED, reason::COMPLETED),
         Ending::Cancel => (false, message::CANCELED, reason::COMPLETED),
+        Ending::Abort if abort_requested(p) => (
+            false,
+            "The release was aborted by request; the workload is held at the stable version: retry it (rollout.sluice.dev/request: retry), revert its template or release a new one",
+            reason::ABORTED,
+        ),
         Ending::Abort => (
             false,
             "The strategy aborted the release; the workload is held at the stable version: revert its template or release a new one",

@@ -193,18 +193,14 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         .as_ref()
         .map(|s| s.last_action.clone())
         .unwrap_or_default();
-    let release_fingerprint = p
-        .status
-        .strategy
-        .as_ref()
-        .map(|s| s.release_fingerprint.clone())
-        .unwrap_or_default();
+    let kept = p.status.strategy.clone().unwrap_or_default();
     p.status.strategy = Some(StrategyStatus {
         module: module.clone(),
         digest: digest.clone(),
         memo: decision.memo.clone(),
         last_action: decision.action.name().to_owned(),
-        release_fingerprint,
+        release_fingerprint: kept.release_fingerprint,
+        handled_request: kept.handled_request,
     });
 
     let steps_total = super::written_steps(o).len();
