@@ -360,3 +360,54 @@ async fn abort_retry_and_promote_full_on_a_five_step_release() {
     let err = k.fails(&["retry", "echo"]).await;
     assert!(err.contains("nothing to retry"), "{err}");
 }
+
+#[test]
+fn lint_checks_manifests_offline_with_the_modules_own_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("doubling.wasm");
+    std::fs::write(&module, sluice_test_guests::DOUBLING).expect("module");
+    let manifest = |config: &str| {
+        format!(
+            "apiVersion: rollouts.kruise.io/v1alpha1\nkind: Rollout\nmetadata:\n  name: echo\n  annotations:\n    strategy.sluice.dev/module: doubling\n    strategy.sluice.dev/config: '{config}'\nspec:\n  objectRef: {{workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: echo}}}}\n  strategy: {{canary: {{steps: [{{weight: 20}}]}}}}\n"
+        )
+    };
+    let lint = |file: &std::path::Path, with_module: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.args(["rollout", "lint"]).arg(file);
+        if with_module {
+            cmd.arg("--module")
+                .arg(format!("doubling={}", module.display()));
+        }
+        let out = cmd.output().expect("sluice runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, manifest(r#"{"start": 10}"#)).expect("write");
+    let (code, out, err) = lint(&good, true);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1 rollout(s) checked: no findings"), "{out}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, manifest(r#"{"start": "ten"}"#)).expect("write");
+    let (code, out, err) = lint(&bad, true);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let expected = format!(
+        "{}:5: rollout default/echo: strategy.sluice.dev/config: module doubling refuses it",
+        bad.display()
+    );
+    assert!(out.contains(&expected), "{out}");
+
+    // Without the module, its configuration is not asked about, and that is said.
+    let (code, out, err) = lint(&bad, false);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        err.contains(
+            "module doubling not asked about its configuration: pass --module doubling=FILE"
+        ),
+        "{err}"
+    );
+}

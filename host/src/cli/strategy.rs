@@ -63,8 +63,8 @@ pub enum Output {
     Json,
 }
 
-/// Runs a strategy command.
-pub fn run(cmd: StrategyCommand, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+/// A runtime for modules on the user's own machine.
+pub(crate) fn local_runtime(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
     // The module may be anyone's: compile it in the bounded helper, as the controller does.
     let mut compiler = crate::strategy::IsolatedCompiler::current_exe()
         .context("finding this binary to compile modules")?;
@@ -72,11 +72,16 @@ pub fn run(cmd: StrategyCommand, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     // inside (JavaScript, Python) can take minutes to compile on a busy laptop, and
     // Ctrl-C stops a runaway one. The memory bound stays.
     compiler.timeout = std::time::Duration::from_secs(600);
-    let runtime = Runtime::new(RuntimeConfig {
+    Runtime::new(RuntimeConfig {
         cache_dir,
         compiler: crate::strategy::Compiler::Isolated(compiler),
         ..RuntimeConfig::default()
-    })?;
+    })
+}
+
+/// Runs a strategy command.
+pub fn run(cmd: StrategyCommand, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let runtime = local_runtime(cache_dir)?;
     match cmd {
         StrategyCommand::Inspect { module, output } => inspect(&runtime, &module, output),
         StrategyCommand::Validate { module, config } => validate(&runtime, &module, &config),

@@ -4,6 +4,7 @@
 //! [`act`]; what it shows, in [`view`].
 
 pub mod act;
+pub mod lint;
 pub mod view;
 
 use std::io::{IsTerminal, Write};
@@ -128,6 +129,10 @@ pub enum Verb {
     /// Change the workload's template.
     #[command(subcommand)]
     Set(SetVerb),
+    /// Check Rollout manifests offline: the CRD's schema, the admission webhook's
+    /// rules, and each strategy module's verdict on its configuration annotation;
+    /// exits 1 when something is wrong, each finding at file:line.
+    Lint(LintArgs),
     /// Where the Rollout stands; exits 0 healthy, 1 aborted or failed, 2 still
     /// progressing or paused (at once, or when --timeout ends).
     Status {
@@ -140,6 +145,22 @@ pub enum Verb {
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<Duration>,
     },
+}
+
+/// `lint`'s arguments.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Manifests (YAML, several documents each); `-` reads stdin.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// A module the Rollouts name, as a file: `NAME=FILE` (repeat). Built-in modules
+    /// need none; a module not given is not asked about its configuration.
+    #[arg(long = "module", value_name = "NAME=FILE")]
+    pub modules: Vec<String>,
+    /// Kruise's limit on a partition-style step with traffic (as the controller's
+    /// --partition-percent-limit).
+    #[arg(long, default_value_t = 50)]
+    pub partition_percent_limit: i64,
 }
 
 /// `set …`.
@@ -329,6 +350,10 @@ impl Kube {
 
 /// Runs a verb.
 pub fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
+    // Offline: no cluster is needed.
+    if let Verb::Lint(lint) = &args.verb {
+        return run_lint(lint);
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let kube = Kube::connect(&args.kube).await?;
@@ -499,6 +524,110 @@ async fn verb(kube: &Kube, args: &KubeArgs, verb: Verb) -> anyhow::Result<ExitCo
             watch,
             timeout,
         } => status(kube, &name, watch, timeout).await,
+        Verb::Lint(_) => unreachable!("lint runs offline"),
+    }
+}
+
+fn run_lint(args: &LintArgs) -> anyhow::Result<ExitCode> {
+    use crate::controller::{CONFIG_ANNOTATION, DEFAULT_MODULE, MODULE_ANNOTATION};
+    let mut manifests = Vec::new();
+    let mut findings = Vec::new();
+    for file in &args.files {
+        let (name, text) = if file.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+            ("<stdin>".to_owned(), text)
+        } else {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            (file.display().to_string(), text)
+        };
+        let (found, bad) = lint::manifests(&name, &text);
+        manifests.extend(found);
+        findings.extend(bad);
+    }
+    let options = crate::kruise::validate::Options {
+        partition_limit: args.partition_percent_limit,
+    };
+    findings.extend(lint::check(&manifests, options));
+    let files: std::collections::BTreeMap<String, PathBuf> = args
+        .modules
+        .iter()
+        .map(|m| {
+            m.split_once('=')
+                .map(|(n, f)| (n.to_owned(), PathBuf::from(f)))
+                .ok_or_else(|| anyhow::anyhow!("--module {m:?} is not NAME=FILE"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut runtime = None;
+    let mut skipped = Vec::new();
+    for m in &manifests {
+        let Some(r) = &m.rollout else { continue };
+        let annotations = r.metadata.annotations.clone().unwrap_or_default();
+        let module = annotations
+            .get(MODULE_ANNOTATION)
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_MODULE.to_owned());
+        let reference = match files.get(&module) {
+            Some(file) => crate::strategy::ModuleRef::File(file.clone()),
+            None => match module.strip_prefix("builtin:") {
+                Some(name) => crate::strategy::ModuleRef::Builtin(name.to_owned()),
+                None => {
+                    skipped.push(module);
+                    continue;
+                }
+            },
+        };
+        let config = annotations
+            .get(CONFIG_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        if runtime.is_none() {
+            runtime = Some(super::strategy::local_runtime(None)?);
+        }
+        let runtime = runtime.as_ref().expect("made above");
+        let compiled = runtime
+            .load(&reference.read()?)
+            .with_context(|| format!("module {module}"))?;
+        let strategy = crate::strategy::Strategy::new(
+            compiled,
+            crate::strategy::Limits::default(),
+            crate::strategy::Grants::none(),
+        );
+        if let Err(e) = runtime.validate_config(&strategy, &config) {
+            findings.push(lint::Finding {
+                file: m.file.clone(),
+                line: lint::line_of(&m.doc, "metadata.annotations"),
+                rollout: format!(
+                    "{}/{}",
+                    r.metadata.namespace.as_deref().unwrap_or("default"),
+                    r.metadata.name.as_deref().unwrap_or("")
+                ),
+                message: format!("{CONFIG_ANNOTATION}: module {module} refuses it: {e}"),
+            });
+        }
+    }
+    findings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    for f in &findings {
+        println!("{f}");
+    }
+    skipped.sort();
+    skipped.dedup();
+    for module in &skipped {
+        eprintln!(
+            "note: module {module} not asked about its configuration: pass --module {module}=FILE"
+        );
+    }
+    let rollouts = manifests.len();
+    if findings.is_empty() {
+        println!("{rollouts} rollout(s) checked: no findings");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{rollouts} rollout(s) checked: {} finding(s)",
+            findings.len()
+        );
+        Ok(ExitCode::FAILURE)
     }
 }
 
