@@ -314,6 +314,23 @@ async fn abort_retry_and_promote_full_on_a_five_step_release() {
     k.run(&["approve", "echo"]).await;
     c.until_paused_at("echo", 2).await;
 
+    // explain: the release's decisions, each with what it saw and its observation.
+    let explained = k.run(&["explain", "echo"]).await;
+    let rows: Vec<&str> = explained.lines().skip(1).collect();
+    assert!(!rows.is_empty(), "{explained}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("pause") && r.contains("builtin:steps@sha256:")),
+        "{explained}"
+    );
+    assert!(
+        explained
+            .lines()
+            .next()
+            .unwrap_or("")
+            .contains("OBSERVATION")
+    );
+
     // Abort: traffic back to stable, the canary gone, the release held; status says 1.
     let out = k.run(&["abort", "echo"]).await;
     assert!(
@@ -359,6 +376,20 @@ async fn abort_retry_and_promote_full_on_a_five_step_release() {
     .await;
     let err = k.fails(&["retry", "echo"]).await;
     assert!(err.contains("nothing to retry"), "{err}");
+
+    // history: the aborted release, then the retried one that completed.
+    let history = k.run(&["history", "echo"]).await;
+    let outcomes: Vec<&str> = history
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            ["Aborted", "Succeeded", "Canceled", "Replaced", "running"]
+                .into_iter()
+                .find(|o| l.contains(o))
+        })
+        .collect();
+    assert_eq!(outcomes, ["Aborted", "Succeeded"], "{history}");
+    assert!(history.contains("echo=barnett/canarydemo:v2"), "{history}");
 }
 
 #[test]

@@ -315,4 +315,65 @@ pub struct StrategyStatus {
     /// value) the controller acted on, or found nothing to do for.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub handled_request: String,
+    /// The current release's decisions, oldest first: the last
+    /// [`DECISION_LOG`] that differ from the one before (a decision the same as
+    /// the previous one but for its time is recorded once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<DecisionRecord>,
+    /// The last [`RELEASE_LOG`] releases, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseRecord>,
+}
+
+/// How many decisions `status.strategy.decisions` keeps.
+pub const DECISION_LOG: usize = 10;
+/// How many releases `status.strategy.releases` keeps.
+pub const RELEASE_LOG: usize = 10;
+
+/// One decision of the strategy module, as `kubectl sluice explain` shows it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionRecord {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The step it was made in (1-based; 0 before the first).
+    pub step: u32,
+    /// The step's state it saw.
+    pub state: String,
+    /// sha256 of the module that made it.
+    pub digest: String,
+    /// `hold`, `pause`, `advance`, `complete`, `abort`.
+    pub action: String,
+    /// The step's target it set: canary pods and traffic.
+    pub target: String,
+    /// Its message.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// sha256 of the observation it was given (canonical JSON), to tell a replay
+    /// given the same observation.
+    pub observation: String,
+}
+
+/// One release, as `kubectl sluice history` shows it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRecord {
+    /// The released template's revision (`canaryRevision`).
+    pub revision: String,
+    /// Its containers' images, `name=image`.
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// The strategy module.
+    pub module: String,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// When it ended; empty while it runs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ended: String,
+    /// `Succeeded`, `Canceled`, `Aborted`, `Replaced`; empty while it runs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub outcome: String,
+    /// sha256 of the module that made its last decision.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
 }

@@ -129,6 +129,24 @@ pub enum Verb {
     /// Change the workload's template.
     #[command(subcommand)]
     Set(SetVerb),
+    /// The current release's decisions: when, the step and state each saw, the
+    /// module and digest, the action and target, the digest of the observation.
+    Explain {
+        /// The Rollout.
+        name: String,
+        /// Output format (json and yaml print the records).
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// One line per release (the last ten): revision, images, module and digest,
+    /// outcome, start and duration.
+    History {
+        /// The Rollout.
+        name: String,
+        /// Output format (json and yaml print the records).
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Check Rollout manifests offline: the CRD's schema, the admission webhook's
     /// rules, and each strategy module's verdict on its configuration annotation;
     /// exits 1 when something is wrong, each finding at file:line.
@@ -525,6 +543,36 @@ async fn verb(kube: &Kube, args: &KubeArgs, verb: Verb) -> anyhow::Result<ExitCo
             timeout,
         } => status(kube, &name, watch, timeout).await,
         Verb::Lint(_) => unreachable!("lint runs offline"),
+        Verb::Explain { name, output } => {
+            let r = kube.rollout(&name).await?;
+            match output {
+                Format::Json | Format::Yaml => {
+                    let log = r
+                        .status
+                        .and_then(|s| s.strategy)
+                        .map(|s| s.decisions)
+                        .unwrap_or_default();
+                    print_objects(&[log], output)?;
+                }
+                _ => print!("{}", view::decisions_table(&r)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::History { name, output } => {
+            let r = kube.rollout(&name).await?;
+            match output {
+                Format::Json | Format::Yaml => {
+                    let log = r
+                        .status
+                        .and_then(|s| s.strategy)
+                        .map(|s| s.releases)
+                        .unwrap_or_default();
+                    print_objects(&[log], output)?;
+                }
+                _ => print!("{}", view::history_table(&r)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -284,6 +284,20 @@ pub fn tree(r: &Rollout, scene: &Scene, paint: Paint) -> String {
         format!("  last decision: {}", strategy.last_action)
     };
     let _ = writeln!(out, "├─ Strategy  {}{digest}{action}", s.module);
+    // The last few decisions of the release (`explain` shows them all).
+    let recent = strategy.decisions.len().saturating_sub(3);
+    for d in &strategy.decisions[recent..] {
+        let message = if d.message.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", d.message)
+        };
+        let _ = writeln!(
+            out,
+            "│    {} step {} {} → {} ({}){message}",
+            d.at, d.step, d.state, d.action, d.target
+        );
+    }
     let steps = steps_of(r);
     let current = current_step(r);
     let _ = writeln!(out, "├─ Steps");
@@ -436,7 +450,13 @@ pub fn table(rows: &[Summary], all_namespaces: bool, wide: bool) -> String {
         }
         lines.push(line);
     }
-    let widths: Vec<usize> = (0..lines[0].len())
+    align(&lines)
+}
+
+/// Rows in columns padded to the widest cell, the last column unpadded.
+fn align(lines: &[Vec<String>]) -> String {
+    let columns = lines.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|i| {
             lines
                 .iter()
@@ -446,7 +466,7 @@ pub fn table(rows: &[Summary], all_namespaces: bool, wide: bool) -> String {
         })
         .collect();
     let mut out = String::new();
-    for line in &lines {
+    for line in lines {
         let cells: Vec<String> = line
             .iter()
             .enumerate()
@@ -461,6 +481,107 @@ pub fn table(rows: &[Summary], all_namespaces: bool, wide: bool) -> String {
         let _ = writeln!(out, "{}", cells.join("   ").trim_end());
     }
     out
+}
+
+fn short(digest: &str) -> String {
+    if digest.is_empty() {
+        return "-".into();
+    }
+    short_digest(digest)
+}
+
+/// `explain`: the current release's decisions, oldest first.
+pub fn decisions_table(r: &Rollout) -> String {
+    let strategy = r
+        .status
+        .as_ref()
+        .and_then(|s| s.strategy.clone())
+        .unwrap_or_default();
+    if strategy.decisions.is_empty() {
+        return "no decisions recorded: no release has been decided yet\n".into();
+    }
+    let mut lines = vec![
+        [
+            "WHEN",
+            "STEP",
+            "STATE",
+            "MODULE",
+            "ACTION",
+            "TARGET",
+            "OBSERVATION",
+            "MESSAGE",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for d in &strategy.decisions {
+        lines.push(vec![
+            d.at.clone(),
+            d.step.to_string(),
+            d.state.clone(),
+            format!("{}@{}", strategy.module, short(&d.digest)),
+            d.action.clone(),
+            d.target.clone(),
+            short(&d.observation),
+            d.message.clone(),
+        ]);
+    }
+    align(&lines)
+}
+
+/// How long from `started` to `ended` (RFC 3339), as `1h2m`, `3m20s`, `45s`.
+fn duration(started: &str, ended: &str) -> String {
+    let (Ok(a), Ok(b)) = (
+        started.parse::<jiff::Timestamp>(),
+        ended.parse::<jiff::Timestamp>(),
+    ) else {
+        return "-".into();
+    };
+    let secs = b.duration_since(a).as_secs().max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `history`: one line per release, oldest first.
+pub fn history_table(r: &Rollout) -> String {
+    let strategy = r
+        .status
+        .as_ref()
+        .and_then(|s| s.strategy.clone())
+        .unwrap_or_default();
+    if strategy.releases.is_empty() {
+        return "no releases recorded yet\n".into();
+    }
+    let mut lines = vec![
+        [
+            "REVISION", "IMAGES", "MODULE", "OUTCOME", "STARTED", "DURATION",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for rel in &strategy.releases {
+        let running = rel.outcome.is_empty();
+        lines.push(vec![
+            rel.revision.clone(),
+            rel.images.join(","),
+            format!("{}@{}", rel.module, short(&rel.digest)),
+            if running {
+                "running".into()
+            } else {
+                rel.outcome.clone()
+            },
+            rel.started.clone(),
+            if running {
+                "-".into()
+            } else {
+                duration(&rel.started, &rel.ended)
+            },
+        ]);
+    }
+    align(&lines)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::finalise::{self, Ending};
 use super::observed::Observed;
 use super::status::{self, condition, message, phase, reason};
 use super::write::{Target, Write};
-use crate::kruise::v1alpha1::{CanaryStatus, RolloutStatus};
+use crate::kruise::v1alpha1::{CanaryStatus, RELEASE_LOG, ReleaseRecord, RolloutStatus};
 use crate::kruise::validate;
 use crate::strategy::model::{Decision, StepState};
 use crate::traffic::services;
@@ -632,10 +632,63 @@ fn start(o: &Observed, p: &mut Plan) {
 /// A release starts afresh: the module's memo of the last one is forgotten, and what
 /// may not change until it ends is recorded.
 fn new_release(o: &Observed, p: &mut Plan) {
+    // A release still running is replaced by this one (a continuous release).
+    end_release(o, p, "Replaced");
     let s = p.status.strategy.get_or_insert_with(Default::default);
     s.memo.clear();
     s.last_action.clear();
+    s.decisions.clear();
     s.release_fingerprint = validate::fingerprint(&o.rollout.spec);
+    if let Some(w) = &o.workload {
+        s.releases.push(ReleaseRecord {
+            revision: w.template_hash(),
+            images: images_of(&w.template),
+            module: o.module.name.clone(),
+            started: rfc3339(o.now),
+            ..ReleaseRecord::default()
+        });
+        let excess = s.releases.len().saturating_sub(RELEASE_LOG);
+        s.releases.drain(..excess);
+    }
+}
+
+/// Records how the running release ended, if one runs.
+fn end_release(o: &Observed, p: &mut Plan, outcome: &str) {
+    let Some(s) = p.status.strategy.as_mut() else {
+        return;
+    };
+    let digest = s.digest.clone();
+    if let Some(r) = s.releases.last_mut().filter(|r| r.outcome.is_empty()) {
+        r.outcome = outcome.to_owned();
+        r.ended = rfc3339(o.now);
+        r.digest = digest;
+    }
+}
+
+/// `name=image` of a pod template's containers.
+fn images_of(template: &serde_json::Value) -> Vec<String> {
+    template
+        .pointer("/spec/containers")
+        .and_then(serde_json::Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    format!(
+                        "{}={}",
+                        c["name"].as_str().unwrap_or(""),
+                        c["image"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A time of the controller's clock (Unix milliseconds) in RFC 3339.
+pub(crate) fn rfc3339(ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX))
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 fn fresh_canary_status(o: &Observed, w: &WorkloadView) -> CanaryStatus {
@@ -730,6 +783,15 @@ fn finalise(o: &Observed, p: &mut Plan, ending: Ending) {
         "",
         "",
         o.now,
+    );
+    end_release(
+        o,
+        p,
+        match ending {
+            Ending::Success => "Succeeded",
+            Ending::Cancel => "Canceled",
+            _ => "Aborted",
+        },
     );
     p.status.message = Some(msg.into());
     if ending == Ending::Abort {

@@ -6,12 +6,52 @@ use std::time::Duration;
 use super::{Decided, Ending, Note, Plan, begin_ending, finalise, fresh_canary_status, status_of};
 use crate::controller::observed::Observed;
 use crate::controller::status::{self, condition, phase, reason};
-use crate::kruise::v1alpha1::{RolloutStatus, StrategyStatus};
+use crate::kruise::v1alpha1::{DECISION_LOG, DecisionRecord, RolloutStatus, StrategyStatus};
 use crate::rollout::spec;
 use crate::rollout::stepper::{self, Convergence, StepProgress};
 use crate::strategy::model::{Action, Decision, Observation, Replicas, StepState, Traffic};
 use crate::traffic::services;
 use crate::workload::WorkloadView;
+
+/// Adds `d` to the log unless it is the last decision again (but for its time);
+/// keeps the last [`DECISION_LOG`].
+fn log_decision(log: &mut Vec<DecisionRecord>, d: DecisionRecord) {
+    let same = |a: &DecisionRecord| {
+        (
+            a.step, &a.state, &a.digest, &a.action, &a.target, &a.message,
+        ) == (
+            d.step, &d.state, &d.digest, &d.action, &d.target, &d.message,
+        )
+    };
+    if log.last().is_some_and(same) {
+        return;
+    }
+    log.push(d);
+    let excess = log.len().saturating_sub(DECISION_LOG);
+    log.drain(..excess);
+}
+
+/// `1 pod, 20%`, `50% of the pods, header x-canary`.
+fn describe_target(t: &crate::strategy::model::StepTarget) -> String {
+    let pods = match &t.replicas {
+        Replicas::Count(n) => format!("{n} pod(s)"),
+        Replicas::Percent(p) => format!("{p} of the pods"),
+    };
+    let traffic = match (&t.traffic.weight, t.traffic.matches.len()) {
+        (Some(w), 0) => format!("{w} of the traffic"),
+        (Some(w), n) => format!("{w} of the traffic and {n} match(es)"),
+        (None, 0) => "no traffic".to_owned(),
+        (None, n) => format!("{n} match(es)"),
+    };
+    format!("{pods}, {traffic}")
+}
+
+/// sha256 of an observation's JSON (serde_json's maps are sorted: canonical).
+pub fn observation_digest(o: &Observation) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(o).unwrap_or_default();
+    format!("sha256:{}", hex::encode(Sha256::digest(&json)))
+}
 
 /// The step progress the status records, after what moves it outside a decision
 /// (Kruise's order): the release's steps changed under it (the step is recalculated
@@ -194,6 +234,22 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         .map(|s| s.last_action.clone())
         .unwrap_or_default();
     let kept = p.status.strategy.clone().unwrap_or_default();
+    let mut decisions = kept.decisions;
+    log_decision(
+        &mut decisions,
+        DecisionRecord {
+            at: super::rfc3339(o.now),
+            step: decision.step,
+            state: status::progress_of(&p.status).state.as_str().to_owned(),
+            digest: digest.clone(),
+            action: decision.action.name().to_owned(),
+            target: describe_target(&decision.target),
+            message: decision.message.clone(),
+            observation: strategy_input(o, &super::Stage::Rolling)
+                .map(|obs| observation_digest(&obs))
+                .unwrap_or_default(),
+        },
+    );
     p.status.strategy = Some(StrategyStatus {
         module: module.clone(),
         digest: digest.clone(),
@@ -201,6 +257,8 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         last_action: decision.action.name().to_owned(),
         release_fingerprint: kept.release_fingerprint,
         handled_request: kept.handled_request,
+        decisions,
+        releases: kept.releases,
     });
 
     let steps_total = super::written_steps(o).len();
@@ -447,5 +505,41 @@ fn describe_traffic(t: &Traffic) -> String {
         (Some(w), false) => format!("{w} and {} request routes", t.matches.len()),
         (None, false) => format!("{} request routes", t.matches.len()),
         (None, true) => "none".into(),
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    fn decision(at: &str, step: u32, action: &str) -> DecisionRecord {
+        DecisionRecord {
+            at: at.into(),
+            step,
+            state: "StepPaused".into(),
+            digest: "sha256:aa".into(),
+            action: action.into(),
+            target: "1 pod(s), 20% of the traffic".into(),
+            message: String::new(),
+            observation: format!("sha256:{at}"),
+        }
+    }
+
+    #[test]
+    fn the_log_folds_repeats_and_keeps_the_last_ten() {
+        let mut log = Vec::new();
+        log_decision(&mut log, decision("t1", 1, "pause"));
+        // The same decision at a later time, on another observation: recorded once.
+        log_decision(&mut log, decision("t2", 1, "pause"));
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].at, "t1");
+        log_decision(&mut log, decision("t3", 1, "advance"));
+        assert_eq!(log.len(), 2);
+        for step in 2..=20 {
+            log_decision(&mut log, decision(&format!("s{step}"), step, "pause"));
+        }
+        assert_eq!(log.len(), DECISION_LOG);
+        assert_eq!(log.first().map(|d| d.step), Some(11));
+        assert_eq!(log.last().map(|d| d.step), Some(20));
     }
 }

@@ -306,3 +306,45 @@ fn the_list_table_aligns_its_columns() {
             .ends_with("MESSAGE")
     );
 }
+
+#[test]
+fn decisions_and_releases_as_tables() {
+    let mut status = progressing(2, "StepPaused", "InRolling");
+    status["strategy"]["decisions"] = json!([
+        {"at": "2026-12-03T10:00:00Z", "step": 1, "state": "StepReady", "digest": "sha256:0123456789abcdef", "action": "advance", "target": "1 pod(s), 20% of the traffic", "observation": "sha256:fedcba9876543210"},
+        {"at": "2026-12-03T10:01:00Z", "step": 2, "state": "StepPaused", "digest": "sha256:0123456789abcdef", "action": "pause", "target": "2 pod(s), 40% of the traffic", "message": "60s soak", "observation": "sha256:aaaaaaaaaaaaaaaa"},
+    ]);
+    status["strategy"]["releases"] = json!([
+        {"revision": "r1", "images": ["app=demo:v1"], "module": "builtin:steps", "started": "2026-12-03T09:00:00Z", "ended": "2026-12-03T09:03:20Z", "outcome": "Succeeded", "digest": "sha256:0123456789abcdef"},
+        {"revision": "r2", "images": ["app=demo:v2"], "module": "builtin:steps", "started": "2026-12-03T10:00:00Z"},
+    ]);
+    let r = rollout(status, false);
+    let explained = decisions_table(&r);
+    let lines: Vec<&str> = explained.lines().collect();
+    assert_eq!(lines.len(), 3, "{explained}");
+    assert!(
+        lines[0].starts_with("WHEN") && lines[0].ends_with("MESSAGE"),
+        "{explained}"
+    );
+    assert!(
+        lines[2].contains("StepPaused")
+            && lines[2].contains("configmap:strategies/doubling.wasm@sha256:0123456789ab")
+            && lines[2].contains("sha256:aaaaaaaaaaaa")
+            && lines[2].ends_with("60s soak"),
+        "{explained}"
+    );
+    let history = history_table(&r);
+    let lines: Vec<&str> = history.lines().collect();
+    assert!(
+        lines[1].contains("Succeeded") && lines[1].ends_with("3m20s"),
+        "{history}"
+    );
+    assert!(
+        lines[2].contains("running") && lines[2].contains("app=demo:v2"),
+        "{history}"
+    );
+    // The tree shows the last decisions.
+    let tree = tree(&r, &scene(), Paint(false));
+    assert!(tree.contains("2026-12-03T10:01:00Z step 2 StepPaused → pause (2 pod(s), 40% of the traffic): 60s soak"), "{tree}");
+    assert!(decisions_table(&rollout(healthy(), false)).starts_with("no decisions recorded"));
+}
