@@ -236,6 +236,18 @@ async fn status_times_out_with_exit_code_2_and_names_what_is_missing() {
     let (said, code) = k.status("--watch --timeout 1s").await;
     assert_eq!(code, 2, "{said}");
 
+    // An error is exit 3, whatever the verb: 2 is "still progressing".
+    for command in [
+        "kubectl sluice approve nope",
+        "kubectl sluice status echo --timeout 10",
+    ] {
+        let out = k
+            .kubectl
+            .shell(&format!("{command}; echo \"exit=$?\""))
+            .await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout.lines().last(), Some("exit=3"), "{command}: {stdout}");
+    }
     let err = k.fails(&["get", "nope"]).await;
     assert!(
         err.contains("rollout \"nope\" not found in namespace \"default\""),

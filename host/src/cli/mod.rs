@@ -116,12 +116,30 @@ fn finish(result: anyhow::Result<ExitCode>, error_code: u8) -> ExitCode {
 
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
+    // The rollout verbs exit 3 on a usage error too: 2 is `status`'s "still
+    // progressing".
+    let rollout_verbs = as_plugin() || std::env::args().nth(1).as_deref() == Some("rollout");
+    let usage = |e: clap::Error| {
+        let _ = e.print();
+        match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                ExitCode::SUCCESS
+            }
+            _ => ExitCode::from(if rollout_verbs { 3 } else { 2 }),
+        }
+    };
     if as_plugin() {
-        let cli = PluginCli::parse();
+        let cli = match PluginCli::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => return usage(e),
+        };
         init_logging(LogFormat::Text);
         return finish(rollout::run(cli.args), 3);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(e),
+    };
     if let Command::CompileModule(args) = &cli.command {
         // The helper speaks through its exit code, stdout and stderr only.
         let code = crate::strategy::compile::helper_main(args);

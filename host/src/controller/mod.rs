@@ -120,7 +120,8 @@ pub struct Context {
 }
 
 /// How long to wait after the `n`th conflict in a row (from 1): 100 ms, doubling,
-/// at most 5 s — controller-runtime's per-item backoff, which Kruise uses.
+/// at most 5 s — exponential per object, as controller-runtime's rate limiter is
+/// for Kruise (5 ms to 1,000 s there).
 pub fn conflict_backoff(n: u32) -> Duration {
     Duration::from_millis(100)
         .saturating_mul(1 << n.saturating_sub(1).min(6))

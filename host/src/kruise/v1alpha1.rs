@@ -315,6 +315,9 @@ pub struct StrategyStatus {
     /// value) the controller acted on, or found nothing to do for.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub handled_request: String,
+    /// What came of it: `done`, or `ignored: ` and why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_outcome: String,
     /// The current release's decisions, oldest first: the last
     /// [`DECISION_LOG`] that differ from the one before (a decision the same as
     /// the previous one but for its time is recorded once).

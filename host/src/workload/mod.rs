@@ -315,6 +315,25 @@ pub fn template_hash(template: &Value) -> String {
     hex::encode(&digest[..5])
 }
 
+/// `name=image` of each container of a pod template.
+pub fn images(template: &Value) -> Vec<String> {
+    template
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    format!(
+                        "{}={}",
+                        c["name"].as_str().unwrap_or(""),
+                        c["image"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The API resource of `kind` in `api_version` (`apps/v1`, `v1`).
 pub fn resource_of(api_version: &str, kind: &str) -> ApiResource {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));

@@ -129,10 +129,8 @@ pub fn request(
 ) -> Result<(Request, String), String> {
     use crate::controller::plan::Request as Op;
     let status = r.status.clone().unwrap_or_default();
-    let aborted = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Progressing" && c.reason == "Aborted");
+    use crate::controller::status::{condition, condition_reason, reason};
+    let aborted = condition_reason(&status, condition::PROGRESSING) == Some(reason::ABORTED);
     let releasing = super::view::releasing(r) && !aborted;
     match what {
         Op::Abort if !releasing => {

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 
 use crate::controller::plan::Request as Op;
@@ -27,8 +27,9 @@ use view::{Outcome, Paint, Scene};
 /// How to reach the cluster, as kubectl takes it.
 #[derive(Debug, Clone, Args)]
 pub struct KubeArgs {
-    /// The kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
-    #[arg(long, global = true, env = "KUBECONFIG")]
+    /// The kubeconfig file (default: $KUBECONFIG — several files joined by `:` as
+    /// kubectl merges them —, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true)]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use (default: its current context).
     #[arg(long, global = true)]
@@ -712,7 +713,20 @@ async fn request(kube: &Kube, w: &Named, what: Op, done: &str) -> anyhow::Result
     match taken {
         Ok(result) => {
             result?;
-            let (_, why) = view::outcome(&kube.rollout(&w.name).await?);
+            let r = kube.rollout(&w.name).await?;
+            let outcome = r
+                .status
+                .as_ref()
+                .and_then(|s| s.strategy.as_ref())
+                .map(|s| s.request_outcome.clone())
+                .unwrap_or_default();
+            if let Some(why) = outcome.strip_prefix("ignored: ") {
+                bail!(
+                    "the controller did not act on {value}: {why} (`status {}` says where the rollout is)",
+                    w.name
+                );
+            }
+            let (_, why) = view::outcome(&r);
             println!("rollout.rollouts.kruise.io/{} {done}: {why}", w.name);
             Ok(ExitCode::SUCCESS)
         }
@@ -758,7 +772,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<bool>>,
 {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = std::pin::pin!(watcher(kube.rollouts(), config));
+    let mut events = std::pin::pin!(watcher(kube.rollouts(), config).default_backoff());
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Apply(r) | watcher::Event::InitApply(r)) => {
@@ -780,35 +794,52 @@ async fn status(
     watch: bool,
     timeout: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
-    let r = kube.rollout(name).await?;
-    let (mut outcome, mut why) = view::outcome(&r);
-    let mut shown = String::new();
-    let mut say = |outcome: Outcome, why: &str| {
-        let line = format!("{}: {why}", label(outcome));
-        if line != shown {
-            println!("{line}");
-            shown = line;
-        }
+    let judge = |r: Rollout| async move {
+        let generation = kube
+            .workload(&r)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|w| w.pointer("/metadata/generation").and_then(Value::as_i64));
+        view::outcome_seen(&r, generation)
     };
-    say(outcome, &why);
+    let (mut outcome, why) = judge(kube.rollout(name).await?).await;
+    let mut shown = format!("{}: {why}", label(outcome));
+    println!("{shown}");
     if watch && outcome == Outcome::Pending {
-        let wait = watch_rollout(kube, name, |r| {
-            let (o, w) = view::outcome(r);
-            say(o, &w);
-            outcome = o;
-            why = w;
-            std::future::ready(Ok(o != Outcome::Pending))
-        });
-        match timeout {
-            Some(limit) => {
-                if tokio::time::timeout(limit, wait).await.is_err() {
-                    eprintln!(
-                        "still {} after {}",
-                        label(outcome),
-                        humantime::format_duration(limit)
-                    );
+        let wait = async {
+            let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+            let mut events = std::pin::pin!(watcher(kube.rollouts(), config).default_backoff());
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(watcher::Event::Apply(r) | watcher::Event::InitApply(r)) => {
+                        let (o, why) = judge(r).await;
+                        let line = format!("{}: {why}", label(o));
+                        if line != shown {
+                            println!("{line}");
+                            shown = line;
+                        }
+                        outcome = o;
+                        if o != Outcome::Pending {
+                            return Ok(());
+                        }
+                    }
+                    Ok(watcher::Event::Delete(_)) => bail!("rollout {name:?} was deleted"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "watching the rollout"),
                 }
             }
+            Ok::<_, anyhow::Error>(())
+        };
+        match timeout {
+            Some(limit) => match tokio::time::timeout(limit, wait).await {
+                Ok(result) => result?,
+                Err(_) => eprintln!(
+                    "still {} after {}",
+                    label(outcome),
+                    humantime::format_duration(limit)
+                ),
+            },
             None => wait.await?,
         }
     }

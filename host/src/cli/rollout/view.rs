@@ -156,6 +156,30 @@ pub fn outcome(r: &Rollout) -> (Outcome, String) {
     }
 }
 
+/// [`outcome`], and not yet healthy while the controller has not seen the
+/// workload's latest generation (a `set image` just made, say).
+pub fn outcome_seen(r: &Rollout, workload_generation: Option<i64>) -> (Outcome, String) {
+    let (outcome, why) = outcome(r);
+    let status = r.status.clone().unwrap_or_default();
+    let seen = status
+        .canary_status
+        .as_ref()
+        .map_or(0, |c| c.observed_workload_generation);
+    match workload_generation {
+        Some(g)
+            if outcome == Outcome::Healthy
+                && status.phase.as_deref() == Some(phase::HEALTHY)
+                && seen < g =>
+        {
+            (
+                Outcome::Pending,
+                format!("the controller has not seen the workload's generation {g} yet"),
+            )
+        }
+        _ => (outcome, why),
+    }
+}
+
 /// How a step reads: `weight 20%, 1 pod, pause (manual)`.
 pub fn describe_step(step: &CanaryStep) -> String {
     let mut parts = Vec::new();
@@ -212,16 +236,7 @@ fn pod_ready(pod: &Value) -> bool {
 }
 
 fn images(workload: &Value) -> String {
-    workload
-        .pointer("/spec/template/spec/containers")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .map(|c| format!("{}={}", text(c, "/name"), text(c, "/image")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+    crate::workload::images(workload.pointer("/spec/template").unwrap_or(&Value::Null)).join(", ")
 }
 
 /// Colours for a terminal, or none.
@@ -418,7 +433,7 @@ pub fn tree(r: &Rollout, scene: &Scene, paint: Paint) -> String {
 
 fn short_digest(digest: &str) -> String {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    format!("sha256:{}", &hex[..hex.len().min(12)])
+    format!("sha256:{}", hex.chars().take(12).collect::<String>())
 }
 
 /// The table `list` prints.

@@ -84,23 +84,20 @@ fn handle_request(o: &Observed, p: &mut Plan, stage: &Stage) -> bool {
     let Some(value) = pending_request(o) else {
         return false;
     };
-    p.status
-        .strategy
-        .get_or_insert_with(Default::default)
-        .handled_request = value.clone();
     let request = Request::parse(&value);
-    match (request, stage) {
+    let ignored = match (request, stage) {
         (Some(Request::Abort), Stage::Rolling) => {
-            if let Some(s) = p.status.strategy.as_mut() {
-                s.last_action = REQUESTED_ABORT.into();
-            }
+            p.status
+                .strategy
+                .get_or_insert_with(Default::default)
+                .last_action = REQUESTED_ABORT.into();
             p.notes.push(Note::warning(
                 "AbortRequested",
                 format!("{REQUEST_ANNOTATION}: {value}: traffic back to the stable version, the canary removed"),
             ));
             begin_ending(o, p, Ending::Abort);
             finalise(o, p, Ending::Abort);
-            true
+            None
         }
         (Some(Request::PromoteFull), Stage::Rolling) => {
             let steps = written_steps(o).len();
@@ -115,7 +112,7 @@ fn handle_request(o: &Observed, p: &mut Plan, stage: &Stage) -> bool {
             }
             begin_ending(o, p, Ending::Success);
             finalise(o, p, Ending::Success);
-            true
+            None
         }
         (Some(Request::Retry), Stage::Aborted) => {
             p.notes.push(Note::normal(
@@ -123,32 +120,31 @@ fn handle_request(o: &Observed, p: &mut Plan, stage: &Stage) -> bool {
                 format!("{REQUEST_ANNOTATION}: {value}: the release starts again at step 1"),
             ));
             start(o, p);
-            true
+            None
         }
-        (Some(r), _) => {
-            let when = match r {
+        (Some(r), _) => Some(format!(
+            "{} applies to {} only",
+            r.name(),
+            match r {
                 Request::Retry => "an aborted release",
                 Request::Abort | Request::PromoteFull => "a release under way",
-            };
-            p.notes.push(Note::warning(
-                "RequestIgnored",
-                format!(
-                    "{REQUEST_ANNOTATION}: {value}: {} applies to {when} only",
-                    r.name()
-                ),
-            ));
-            false
-        }
-        (None, _) => {
-            p.notes.push(Note::warning(
-                "RequestIgnored",
-                format!(
-                    "{REQUEST_ANNOTATION}: {value}: not a request; use abort, retry or promote-full"
-                ),
-            ));
-            false
-        }
+            }
+        )),
+        (None, _) => Some("not a request; use abort, retry or promote-full".to_owned()),
+    };
+    if let Some(why) = &ignored {
+        p.notes.push(Note::warning(
+            "RequestIgnored",
+            format!("{REQUEST_ANNOTATION}: {value}: {why}"),
+        ));
     }
+    let s = p.status.strategy.get_or_insert_with(Default::default);
+    s.handled_request = value;
+    s.request_outcome = match &ignored {
+        None => "done".to_owned(),
+        Some(why) => format!("ignored: {why}"),
+    };
+    ignored.is_none()
 }
 
 /// `status.strategy.lastAction` of a release an operator aborted.
@@ -418,7 +414,7 @@ pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
         .is_some_and(|f| f.iter().any(|x| x == FINALIZER));
     // An operator's request is answered in any stage, so that one made at the wrong
     // time is not acted on later, when it no longer means what it meant.
-    let acted = governed && handle_request(o, &mut p, &stage);
+    let acted = handle_request(o, &mut p, &stage);
     match stage {
         Stage::Deleting => deleting(o, &mut p, governed),
         Stage::Invalid(msg) => invalid(o, &mut p, &msg),
@@ -642,7 +638,7 @@ fn new_release(o: &Observed, p: &mut Plan) {
     if let Some(w) = &o.workload {
         s.releases.push(ReleaseRecord {
             revision: w.template_hash(),
-            images: images_of(&w.template),
+            images: crate::workload::images(&w.template),
             module: o.module.name.clone(),
             started: rfc3339(o.now),
             ..ReleaseRecord::default()
@@ -663,25 +659,6 @@ fn end_release(o: &Observed, p: &mut Plan, outcome: &str) {
         r.ended = rfc3339(o.now);
         r.digest = digest;
     }
-}
-
-/// `name=image` of a pod template's containers.
-fn images_of(template: &serde_json::Value) -> Vec<String> {
-    template
-        .pointer("/spec/containers")
-        .and_then(serde_json::Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .map(|c| {
-                    format!(
-                        "{}={}",
-                        c["name"].as_str().unwrap_or(""),
-                        c["image"].as_str().unwrap_or("")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A time of the controller's clock (Unix milliseconds) in RFC 3339.

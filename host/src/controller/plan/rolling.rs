@@ -235,19 +235,22 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         .unwrap_or_default();
     let kept = p.status.strategy.clone().unwrap_or_default();
     let mut decisions = kept.decisions;
+    // What the module was given (the same pure function built its input).
+    let given = strategy_input(o, &super::Stage::Rolling);
     log_decision(
         &mut decisions,
         DecisionRecord {
             at: super::rfc3339(o.now),
             step: decision.step,
-            state: status::progress_of(&p.status).state.as_str().to_owned(),
+            state: given
+                .as_ref()
+                .map(|g| g.step_state.as_str().to_owned())
+                .unwrap_or_default(),
             digest: digest.clone(),
             action: decision.action.name().to_owned(),
             target: describe_target(&decision.target),
             message: decision.message.clone(),
-            observation: strategy_input(o, &super::Stage::Rolling)
-                .map(|obs| observation_digest(&obs))
-                .unwrap_or_default(),
+            observation: given.as_ref().map(observation_digest).unwrap_or_default(),
         },
     );
     p.status.strategy = Some(StrategyStatus {
@@ -257,6 +260,7 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         last_action: decision.action.name().to_owned(),
         release_fingerprint: kept.release_fingerprint,
         handled_request: kept.handled_request,
+        request_outcome: kept.request_outcome,
         decisions,
         releases: kept.releases,
     });
