@@ -9,52 +9,13 @@ use std::path::PathBuf;
 
 use sluice_testkit::Kubectl;
 use support::cluster::Cluster;
+use support::echo;
 
 const STEPS: &str = "[{weight: 20, pause: {}}, {weight: 40, pause: {}}, {weight: 60, pause: {}}, {weight: 80, pause: {}}, {weight: 100}]";
 
+/// The echo application with a five-step Rollout.
 fn app(image: &str) -> String {
-    format!(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: echo}}
-spec:
-  replicas: 5
-  selector: {{matchLabels: {{app: echo}}}}
-  template:
-    metadata: {{labels: {{app: echo}}}}
-    spec:
-      containers: [{{name: echo, image: "{image}"}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: echo}}
-spec:
-  selector: {{app: echo}}
-  ports: [{{port: 80}}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: echo}}
-spec:
-  ingressClassName: nginx
-  rules:
-  - host: echo.example.com
-    http:
-      paths:
-      - {{path: /, pathType: Prefix, backend: {{service: {{name: echo, port: {{number: 80}}}}}}}}
----
-apiVersion: rollouts.kruise.io/v1alpha1
-kind: Rollout
-metadata: {{name: echo}}
-spec:
-  objectRef: {{workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: echo}}}}
-  strategy:
-    canary:
-      steps: {STEPS}
-      trafficRoutings: [{{service: echo, gracePeriodSeconds: 0, ingress: {{name: echo}}}}]
-"#
-    )
+    format!("{}---{}", echo::app(image, 5), echo::rollout(STEPS))
 }
 
 /// kubectl with the `sluice` binary on its PATH as the plugin `kubectl-sluice`.

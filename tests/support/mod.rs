@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod echo;
 pub mod modules;
 pub mod sdk;
 pub mod sources;

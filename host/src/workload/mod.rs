@@ -291,7 +291,8 @@ pub fn same_template(a: &Value, b: &Value) -> bool {
     without_revision_labels(a) == without_revision_labels(b)
 }
 
-fn without_revision_labels(t: &Value) -> Value {
+/// A pod template without the revision labels controllers add.
+pub fn without_revision_labels(t: &Value) -> Value {
     let mut t = t.clone();
     if let Some(labels) = t
         .pointer_mut("/metadata/labels")

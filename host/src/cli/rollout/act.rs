@@ -231,17 +231,6 @@ fn revision(object: &Value) -> Option<i64> {
         .and_then(|r| r.parse().ok())
 }
 
-fn template_without_hash(template: &Value) -> Value {
-    let mut t = template.clone();
-    if let Some(labels) = t
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        labels.remove("pod-template-hash");
-    }
-    t
-}
-
 /// `kubectl rollout undo` for a Deployment: the template of the ReplicaSet at
 /// `to_revision`, or of the latest one whose template differs from the
 /// Deployment's (the previous release), back into the Deployment. `replica_sets`
@@ -284,8 +273,9 @@ pub fn undo(
                 "no rollout history found: the workload has no earlier revision to go back to",
             )?,
     };
-    let template =
-        template_without_hash(chosen.1.pointer("/spec/template").unwrap_or(&Value::Null));
+    let template = crate::workload::without_revision_labels(
+        chosen.1.pointer("/spec/template").unwrap_or(&Value::Null),
+    );
     if crate::workload::same_template(&template, &current) {
         return Err(format!(
             "revision {} is the workload's template already: nothing to undo",

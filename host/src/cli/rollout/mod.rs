@@ -546,32 +546,12 @@ async fn verb(kube: &Kube, args: &KubeArgs, verb: Verb) -> anyhow::Result<ExitCo
         Verb::Lint(_) => unreachable!("lint runs offline"),
         Verb::Explain { name, output } => {
             let r = kube.rollout(&name).await?;
-            match output {
-                Format::Json | Format::Yaml => {
-                    let log = r
-                        .status
-                        .and_then(|s| s.strategy)
-                        .map(|s| s.decisions)
-                        .unwrap_or_default();
-                    print_objects(&[log], output)?;
-                }
-                _ => print!("{}", view::decisions_table(&r)),
-            }
+            print_log(&r, output, |s| &s.decisions, view::decisions_table)?;
             Ok(ExitCode::SUCCESS)
         }
         Verb::History { name, output } => {
             let r = kube.rollout(&name).await?;
-            match output {
-                Format::Json | Format::Yaml => {
-                    let log = r
-                        .status
-                        .and_then(|s| s.strategy)
-                        .map(|s| s.releases)
-                        .unwrap_or_default();
-                    print_objects(&[log], output)?;
-                }
-                _ => print!("{}", view::history_table(&r)),
-            }
+            print_log(&r, output, |s| &s.releases, view::history_table)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -735,6 +715,29 @@ async fn request(kube: &Kube, w: &Named, what: Op, done: &str) -> anyhow::Result
             TAKEN_UP.as_secs(),
             crate::controller::plan::REQUEST_ANNOTATION
         ),
+    }
+}
+
+/// One of the logs of `status.strategy`: the records as JSON or YAML, else `table`.
+fn print_log<T: serde::Serialize>(
+    r: &Rollout,
+    output: Format,
+    records: impl Fn(&crate::kruise::v1alpha1::StrategyStatus) -> &Vec<T>,
+    table: impl Fn(&Rollout) -> String,
+) -> anyhow::Result<()> {
+    match output {
+        Format::Json | Format::Yaml => {
+            let strategy = r
+                .status
+                .as_ref()
+                .and_then(|s| s.strategy.clone())
+                .unwrap_or_default();
+            print_objects(std::slice::from_ref(records(&strategy)), output)
+        }
+        Format::Table | Format::Wide => {
+            print!("{}", table(r));
+            Ok(())
+        }
     }
 }
 
