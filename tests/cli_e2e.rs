@@ -271,6 +271,61 @@ fn canaries(c: &Cluster) -> usize {
         .count()
 }
 
+/// `sluice strategy test MODULE --scenario FILE`: its exit code and output.
+fn strategy_test(module: &str, file: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["strategy", "test", module, "--scenario"])
+        .arg(file)
+        .output()
+        .expect("run sluice strategy test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `explain --scenario` writes the release's decisions; `sluice strategy test`
+/// replays each on its recorded observation and makes the same decision. An edited
+/// decision or observation fails the replay.
+async fn replay_gives_the_same_decisions(k: &Plugin, decisions: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("replay.yaml");
+    let path = file.to_str().expect("utf-8 path");
+    k.run(&["explain", "echo", "--scenario", path]).await;
+    let (passed, report) = strategy_test("builtin:steps", &file);
+    assert!(passed, "{report}");
+    assert!(
+        report.contains(&format!(
+            "{decisions} decisions; {decisions} passed, 0 failed"
+        )),
+        "{report}"
+    );
+
+    let text = std::fs::read_to_string(&file).expect("read the scenario");
+    let recorded: serde_json::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    let edit = |change: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = recorded.clone();
+        change(&mut v["replay"][0]);
+        let edited = dir.path().join("edited.yaml");
+        std::fs::write(&edited, serde_yaml_ng::to_string(&v).expect("YAML")).expect("write");
+        strategy_test("builtin:steps", &edited)
+    };
+    let (passed, report) = edit(&|r| r["expect"]["action"] = "abort".into());
+    assert!(!passed, "{report}");
+    assert!(report.contains("action: expected abort"), "{report}");
+    let (passed, report) = edit(&|r| {
+        let now = r["observation"]["now"].as_u64().expect("now");
+        r["observation"]["now"] = (now + 1).into();
+    });
+    assert!(!passed, "{report}");
+    assert!(
+        report.contains("this is not the observation the decision was made on"),
+        "{report}"
+    );
+}
+
 #[tokio::test]
 async fn abort_retry_and_promote_full_on_a_five_step_release() {
     let c = Cluster::start().await;
@@ -303,6 +358,8 @@ async fn abort_retry_and_promote_full_on_a_five_step_release() {
             .unwrap_or("")
             .contains("OBSERVATION")
     );
+
+    replay_gives_the_same_decisions(&k, rows.len()).await;
 
     // Abort: traffic back to stable, the canary gone, the release held; status says 1.
     let out = k.run(&["abort", "echo"]).await;

@@ -165,7 +165,7 @@ async fn a_v2_answering_30_percent_errors_is_rolled_back_by_itself() {
     })
     .await;
     let r = c.rollout("echo").await;
-    let status = r.status.unwrap();
+    let status = r.status.clone().unwrap();
     assert_eq!(
         status.strategy.as_ref().map(|s| s.last_action.as_str()),
         Some("abort")
@@ -185,6 +185,50 @@ async fn a_v2_answering_30_percent_errors_is_rolled_back_by_itself() {
         "v2 is held, not rolled out"
     );
     assert_eq!(c.share("echo.example.com", "/", 30, "Demo: V1").await, 30);
+    the_abort_replays_with_the_recorded_answers(&r);
+}
+
+/// The decision log keeps each decision's metric answers: `explain --scenario`'s
+/// replay of the module gives the same decisions, the abort included.
+fn the_abort_replays_with_the_recorded_answers(r: &sluice::kruise::v1alpha1::Rollout) {
+    let (replay, skipped) = sluice::scenario::replay::from_rollout(r).expect("a replay");
+    assert_eq!(skipped, [], "every decision replays");
+    assert_eq!(
+        replay
+            .replay
+            .last()
+            .and_then(|d| d.expect.action.as_deref()),
+        Some("abort")
+    );
+    let answered: Vec<f64> = replay
+        .replay
+        .iter()
+        .flat_map(|d| d.metrics.values().filter_map(|v| v.as_f64()))
+        .collect();
+    assert!(
+        answered.iter().any(|rate| *rate < 0.9),
+        "the failing success rate is recorded: {answered:?}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("metrics-gate.wasm");
+    std::fs::write(&module, sluice_test_guests::METRICS_GATE).expect("write");
+    let file = dir.path().join("replay.yaml");
+    std::fs::write(&file, serde_yaml_ng::to_string(&replay).expect("YAML")).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("strategy")
+        .arg("test")
+        .arg(&module)
+        .arg("--scenario")
+        .arg(&file)
+        .output()
+        .expect("sluice strategy test");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    let n = replay.replay.len();
+    assert!(
+        report.contains(&format!("{n} decisions; {n} passed, 0 failed")),
+        "{report}"
+    );
 }
 
 #[tokio::test]

@@ -191,6 +191,25 @@ fn a_malformed_scenario_names_the_problem() {
         "{}",
         text(&out)
     );
+
+    std::fs::write(
+        &scenario,
+        "steps: [{weight: 20}]\nticks: [{at: 0}]\nreplay: [{observation: {}, expect: {}}]\n",
+    )
+    .expect("write");
+    let out = sluice(&[
+        "strategy",
+        "test",
+        "builtin:steps",
+        "-s",
+        &scenario.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("either replays recorded decisions (`replay`) or plays a timeline"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

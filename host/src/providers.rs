@@ -290,6 +290,23 @@ impl ProviderMetrics {
     }
 }
 
+impl ProviderMetrics {
+    /// The answers given so far, by query, as the decision log keeps them.
+    pub fn answers(&self) -> std::collections::BTreeMap<String, String> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((_, query), answer)| {
+                (
+                    query.clone(),
+                    crate::scenario::replay::record_answer(answer),
+                )
+            })
+            .collect()
+    }
+}
+
 impl MetricsSource for ProviderMetrics {
     fn query<'a>(
         &'a self,

@@ -205,6 +205,18 @@ fn test(
     let mut failed = 0;
     for file in files {
         let scenario = read_scenario(file)?;
+        if let Some(recorded) = &scenario.module
+            && !recorded.digest.is_empty()
+            && recorded.digest != compiled.digest()
+        {
+            eprintln!(
+                "note: {} was recorded with module {} ({}); this is {}: its decisions may differ",
+                file.display(),
+                recorded.name,
+                recorded.digest,
+                compiled.digest()
+            );
+        }
         let strategy = Strategy::new(compiled.clone(), Limits::default(), scenario.grants.clone());
         if let Some(config) = &scenario.config {
             runtime

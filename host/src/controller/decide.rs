@@ -122,7 +122,7 @@ impl Decider {
         let started = Instant::now();
         let outcome = self
             .runtime
-            .decide_async(tenant, &strategy, &input, metrics)
+            .decide_async(tenant, &strategy, &input, metrics.clone())
             .await;
         let took = started.elapsed();
         match outcome {
@@ -132,6 +132,7 @@ impl Decider {
                     decision,
                     module,
                     digest: strategy.module.digest().to_owned(),
+                    metrics: metrics.answers(),
                 }
             }
             Err(e) if e.is_transient() => Decided::Deferred {

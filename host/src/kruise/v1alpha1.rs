@@ -5,6 +5,8 @@
 //! unchanged. Sluice adds one status field, `status.strategy`, recording the module that
 //! made the last decision.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
@@ -355,6 +357,15 @@ pub struct DecisionRecord {
     /// sha256 of the observation it was given (canonical JSON), to tell a replay
     /// given the same observation.
     pub observation: String,
+    /// The observation it was given as compact JSON, but for the steps and the
+    /// configuration (the Rollout's spec holds them); empty when over 8 KiB.
+    /// `kubectl sluice explain --scenario` rebuilds the observation from it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub input: String,
+    /// The metric answers the module was given, by query: the number, `no data`,
+    /// or `error: ` and the error.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, String>,
 }
 
 /// One release, as `kubectl sluice history` shows it.

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::replay::{RecordedModule, Replayed};
 use crate::rollout::spec::CanaryStep;
 use crate::strategy::limits::Grants;
 
@@ -27,6 +28,7 @@ pub struct Scenario {
     #[serde(default)]
     pub failure_threshold: Option<IntOrString>,
     /// The steps, as a v1alpha1 Rollout writes them.
+    #[serde(default)]
     pub steps: Vec<CanaryStep>,
     /// The module's configuration, any YAML value (passed to the module as JSON).
     #[serde(default)]
@@ -35,7 +37,15 @@ pub struct Scenario {
     #[serde(default = "Grants::all")]
     pub grants: Grants,
     /// The timeline.
+    #[serde(default)]
     pub ticks: Vec<Tick>,
+    /// The module recorded decisions were made by (a replay's).
+    #[serde(default)]
+    pub module: Option<RecordedModule>,
+    /// Recorded decisions, each replayed on exactly the observation it was made
+    /// on, instead of a timeline (what `kubectl sluice explain --scenario` writes).
+    #[serde(default)]
+    pub replay: Vec<Replayed>,
 }
 
 fn default_replicas() -> u32 {
@@ -91,24 +101,35 @@ pub struct CanaryOverride {
 }
 
 /// Expectations on a tick's final decision. Every field given must hold.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Expect {
     /// The step (1-based).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<u32>,
     /// The step state after the host acted, e.g. `StepPaused`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// `hold`, `pause`, `advance`, `complete` or `abort`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     /// Canary pods the target resolves to.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
     /// Traffic weight of the target; `-1` for none.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
+    /// The target as the decision log writes it: `1 pod(s), 20% of the traffic`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// The exact message.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// A part of the message (or of the abort reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message_contains: Option<String>,
     /// The module fails, with an error containing this.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 

@@ -6,6 +6,7 @@
 //! `docs/strategy-authoring.md` and `examples/scenarios/`.
 
 mod file;
+pub mod replay;
 mod report;
 mod run;
 

@@ -12,6 +12,7 @@ use crate::strategy::model::{
 use crate::strategy::{MetricsError, MetricsSource, Runtime, Strategy, StrategyError};
 
 use super::file::{CanaryOverride, Expect, Scenario};
+use super::replay::Replayed;
 
 /// Reconciles at one tick before the runner decides the rollout has settled.
 const MAX_RECONCILES_PER_TICK: usize = 32;
@@ -101,6 +102,12 @@ struct World {
 
 /// Replays `scenario` against `strategy`.
 pub fn run(runtime: &Runtime, strategy: &Strategy, scenario: &Scenario) -> Result<Outcome, String> {
+    if !scenario.replay.is_empty() {
+        if !scenario.steps.is_empty() || !scenario.ticks.is_empty() {
+            return Err("a scenario either replays recorded decisions (`replay`) or plays a timeline (`steps` and `ticks`), not both".into());
+        }
+        return Ok(replay(runtime, strategy, &scenario.replay));
+    }
     let steps = spec::steps(&scenario.steps).map_err(|e| e.join("\n"))?;
     if steps.is_empty() {
         return Err("steps: a scenario needs at least one step".into());
@@ -213,7 +220,12 @@ pub fn run(runtime: &Runtime, strategy: &Strategy, scenario: &Scenario) -> Resul
         }
         if let Some(expect) = &tick.expect {
             outcome.checked += 1;
-            for message in check(expect, last.as_ref(), &world, scenario.replicas) {
+            for message in check(
+                expect,
+                last.as_ref(),
+                world.progress.state,
+                scenario.replicas,
+            ) {
                 outcome.failures.push(Failure {
                     tick: index,
                     at: tick.at,
@@ -223,6 +235,68 @@ pub fn run(runtime: &Runtime, strategy: &Strategy, scenario: &Scenario) -> Resul
         }
     }
     Ok(outcome)
+}
+
+/// Replays recorded decisions: each on the observation and metric answers it was
+/// made on. A row's time is counted from the first decision's.
+fn replay(runtime: &Runtime, strategy: &Strategy, recorded: &[Replayed]) -> Outcome {
+    let mut outcome = Outcome {
+        rows: Vec::new(),
+        failures: Vec::new(),
+        checked: 0,
+    };
+    let start = recorded.first().map_or(0, |r| r.observation.now);
+    for (index, r) in recorded.iter().enumerate() {
+        let input = &r.observation;
+        let at = Duration::from_millis(input.now.saturating_sub(start));
+        let metrics = Arc::new(ScenarioMetrics(Mutex::new(r.metrics.clone())));
+        let answer = runtime
+            .decide(strategy, input, metrics)
+            .map_err(|e: StrategyError| e.to_string());
+        let pods = answer
+            .as_ref()
+            .map_or(0, |d| d.target.replicas.resolve(input.workload.desired));
+        let progress = StepProgress {
+            step: input.current_step,
+            state: input.step_state,
+            last_update_time: input.last_update_time,
+        };
+        outcome.rows.push(Row {
+            tick: index,
+            at,
+            steps: u32::try_from(input.steps.len()).unwrap_or(u32::MAX),
+            progress,
+            decision: answer.clone(),
+            pods,
+            note: (!r.at.is_empty()).then(|| format!("recorded {}", r.at)),
+        });
+        outcome.checked += 1;
+        let mut failed = check(
+            &r.expect,
+            Some(&answer),
+            input.step_state,
+            input.workload.desired,
+        );
+        if let Some(recorded) = &r.observation_digest {
+            let digest = super::replay::observation_digest(input);
+            if &digest != recorded {
+                failed.insert(
+                    0,
+                    format!(
+                        "observation: its sha256 is {digest}, the recorded one {recorded}: this is not the observation the decision was made on"
+                    ),
+                );
+            }
+        }
+        outcome
+            .failures
+            .extend(failed.into_iter().map(|message| Failure {
+                tick: index,
+                at,
+                message,
+            }));
+    }
+    outcome
 }
 
 /// The observation the host would build from the simulated cluster.
@@ -321,7 +395,7 @@ fn convergence(
 fn check(
     expect: &Expect,
     last: Option<&Result<Decision, String>>,
-    world: &World,
+    state: StepState,
     total: u32,
 ) -> Vec<String> {
     let mut failures = Vec::new();
@@ -358,8 +432,8 @@ fn check(
     if let Some(step) = expect.step {
         expect_eq("step", step.to_string(), decision.step.to_string());
     }
-    if let Some(state) = &expect.state {
-        expect_eq("state", state.clone(), world.progress.state.to_string());
+    if let Some(want) = &expect.state {
+        expect_eq("state", want.clone(), state.to_string());
     }
     if let Some(action) = &expect.action {
         expect_eq("action", action.clone(), decision.action.name().to_owned());
@@ -378,6 +452,13 @@ fn check(
             .weight
             .map_or(-1, |w| i32::from(w.get()));
         expect_eq("weight", weight.to_string(), got.to_string());
+    }
+    if let Some(target) = &expect.target {
+        expect_eq(
+            "target",
+            target.clone(),
+            super::replay::describe_target(&decision.target),
+        );
     }
     if let Some(message) = &expect.message {
         expect_eq(

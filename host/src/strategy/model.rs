@@ -128,6 +128,7 @@ pub struct RequestRoute {
 
 /// A step of the Rollout's spec.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Step {
     /// Traffic share for the canary.
     pub traffic_weight: Option<Percent>,
@@ -204,6 +205,9 @@ pub struct Traffic {
 
 /// Everything a strategy is told at one reconcile.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+// A replayed observation may leave out what does not matter to it; a misspelt
+// field is an error, not a default.
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Observation {
     /// `namespace/name` of the Rollout.
     pub rollout: String,

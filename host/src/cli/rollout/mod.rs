@@ -138,6 +138,10 @@ pub enum Verb {
         /// Output format (json and yaml print the records).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
+        /// Write the decisions as a scenario that `sluice strategy test` replays,
+        /// each on the observation it was made on (`-`: standard output).
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<std::path::PathBuf>,
     },
     /// One line per release (the last ten): revision, images, module and digest,
     /// outcome, start and duration.
@@ -544,7 +548,15 @@ async fn verb(kube: &Kube, args: &KubeArgs, verb: Verb) -> anyhow::Result<ExitCo
             timeout,
         } => status(kube, &name, watch, timeout).await,
         Verb::Lint(_) => unreachable!("lint runs offline"),
-        Verb::Explain { name, output } => {
+        Verb::Explain {
+            name,
+            scenario: Some(file),
+            ..
+        } => {
+            let r = kube.rollout(&name).await?;
+            write_replay(&r, &file)
+        }
+        Verb::Explain { name, output, .. } => {
             let r = kube.rollout(&name).await?;
             print_log(&r, output, |s| &s.decisions, view::decisions_table)?;
             Ok(ExitCode::SUCCESS)
@@ -716,6 +728,41 @@ async fn request(kube: &Kube, w: &Named, what: Op, done: &str) -> anyhow::Result
             crate::controller::plan::REQUEST_ANNOTATION
         ),
     }
+}
+
+/// `explain --scenario`: the decision log as a replay scenario, in `file` (`-`:
+/// standard output). What cannot be replayed is said on standard error.
+fn write_replay(r: &Rollout, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (replay, skipped) = crate::scenario::replay::from_rollout(r).map_err(anyhow::Error::msg)?;
+    for s in &skipped {
+        eprintln!("left out the decision of {}: {}", s.at, s.why);
+    }
+    if replay.replay.is_empty() {
+        anyhow::bail!("none of the recorded decisions can be replayed");
+    }
+    let module = if replay.module.name.starts_with("builtin:") {
+        replay.module.name.clone()
+    } else {
+        format!("<the component of module {}>", replay.module.name)
+    };
+    let text = format!(
+        "# The decisions of rollout {}, each with the observation and metric answers it\n\
+         # was made on. Replay: sluice strategy test {module} --scenario <this file>\n{}",
+        r.metadata.name.as_deref().unwrap_or_default(),
+        serde_yaml_ng::to_string(&replay)?
+    );
+    if file.as_os_str() == "-" {
+        print!("{text}");
+    } else {
+        std::fs::write(file, text).with_context(|| format!("cannot write {}", file.display()))?;
+        eprintln!(
+            "wrote {}: {} decision(s); replay with: sluice strategy test {module} --scenario {}",
+            file.display(),
+            replay.replay.len(),
+            file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One of the logs of `status.strategy`: the records as JSON or YAML, else `table`.

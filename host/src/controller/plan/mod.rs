@@ -203,6 +203,9 @@ pub enum Decided {
         module: String,
         /// sha256 of the module.
         digest: String,
+        /// The metric answers it was given, by query, as the decision log keeps
+        /// them.
+        metrics: std::collections::BTreeMap<String, String>,
     },
     /// The module cannot be asked yet (it is compiling, or its namespace's share of
     /// the sandbox is busy): nothing changes, the rollout is looked at again soon.

@@ -9,6 +9,7 @@ use crate::controller::status::{self, condition, phase, reason};
 use crate::kruise::v1alpha1::{DECISION_LOG, DecisionRecord, RolloutStatus, StrategyStatus};
 use crate::rollout::spec;
 use crate::rollout::stepper::{self, Convergence, StepProgress};
+use crate::scenario::replay;
 use crate::strategy::model::{Action, Decision, Observation, Replicas, StepState, Traffic};
 use crate::traffic::services;
 use crate::workload::WorkloadView;
@@ -29,28 +30,6 @@ fn log_decision(log: &mut Vec<DecisionRecord>, d: DecisionRecord) {
     log.push(d);
     let excess = log.len().saturating_sub(DECISION_LOG);
     log.drain(..excess);
-}
-
-/// `1 pod, 20%`, `50% of the pods, header x-canary`.
-fn describe_target(t: &crate::strategy::model::StepTarget) -> String {
-    let pods = match &t.replicas {
-        Replicas::Count(n) => format!("{n} pod(s)"),
-        Replicas::Percent(p) => format!("{p} of the pods"),
-    };
-    let traffic = match (&t.traffic.weight, t.traffic.matches.len()) {
-        (Some(w), 0) => format!("{w} of the traffic"),
-        (Some(w), n) => format!("{w} of the traffic and {n} match(es)"),
-        (None, 0) => "no traffic".to_owned(),
-        (None, n) => format!("{n} match(es)"),
-    };
-    format!("{pods}, {traffic}")
-}
-
-/// sha256 of an observation's JSON (serde_json's maps are sorted: canonical).
-pub fn observation_digest(o: &Observation) -> String {
-    use sha2::{Digest, Sha256};
-    let json = serde_json::to_vec(o).unwrap_or_default();
-    format!("sha256:{}", hex::encode(Sha256::digest(&json)))
 }
 
 /// The step progress the status records, after what moves it outside a decision
@@ -198,7 +177,7 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         p.requeue = Some(Duration::from_secs(1));
         return;
     };
-    let (decision, module, digest) = match decided {
+    let (decision, module, digest, metrics) = match decided {
         Decided::Deferred { module, why } => {
             tracing::debug!(module, why, "no decision yet");
             p.writes.extend(w.kind.on_wait(o, w));
@@ -217,7 +196,8 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
             decision,
             module,
             digest,
-        } => (decision, module, digest),
+            metrics,
+        } => (decision, module, digest, metrics),
     };
     status::set_condition(
         &mut p.status,
@@ -248,9 +228,14 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
                 .unwrap_or_default(),
             digest: digest.clone(),
             action: decision.action.name().to_owned(),
-            target: describe_target(&decision.target),
+            target: replay::describe_target(&decision.target),
             message: decision.message.clone(),
-            observation: given.as_ref().map(observation_digest).unwrap_or_default(),
+            observation: given
+                .as_ref()
+                .map(replay::observation_digest)
+                .unwrap_or_default(),
+            input: given.as_ref().map(replay::record_input).unwrap_or_default(),
+            metrics: metrics.clone(),
         },
     );
     p.status.strategy = Some(StrategyStatus {
@@ -526,6 +511,7 @@ mod log_tests {
             target: "1 pod(s), 20% of the traffic".into(),
             message: String::new(),
             observation: format!("sha256:{at}"),
+            ..DecisionRecord::default()
         }
     }
 

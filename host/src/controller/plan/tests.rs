@@ -222,6 +222,7 @@ fn decided(d: &FixtureDecision) -> Decided {
         },
         module,
         digest: DIGEST.to_owned(),
+        metrics: Default::default(),
     }
 }
 
