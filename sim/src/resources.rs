@@ -222,6 +222,34 @@ impl Registry {
                     false,
                 ),
                 b("coordination.k8s.io", "v1", "Lease", "leases", true),
+                // Stored as they are: the simulator runs no Jobs and enforces no RBAC.
+                b("batch", "v1", "Job", "jobs", true).with_status().all(),
+                b("batch", "v1", "CronJob", "cronjobs", true)
+                    .short(&["cj"])
+                    .with_status()
+                    .all(),
+                b("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+                b(
+                    "rbac.authorization.k8s.io",
+                    "v1",
+                    "RoleBinding",
+                    "rolebindings",
+                    true,
+                ),
+                b(
+                    "rbac.authorization.k8s.io",
+                    "v1",
+                    "ClusterRole",
+                    "clusterroles",
+                    false,
+                ),
+                b(
+                    "rbac.authorization.k8s.io",
+                    "v1",
+                    "ClusterRoleBinding",
+                    "clusterrolebindings",
+                    false,
+                ),
                 b(
                     "admissionregistration.k8s.io",
                     "v1",

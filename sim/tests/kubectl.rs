@@ -210,12 +210,197 @@ async fn get_watch_streams_changes() {
     assert_eq!(first.as_deref(), Some("configmap/watched"));
 }
 
+/// kubectl's generators send protobuf: each object is stored as the JSON kubectl
+/// would have sent for it, every field the generator set kept.
 #[tokio::test]
-async fn generators_are_refused_with_the_workaround() {
+async fn generators_send_protobuf_and_what_they_set_is_kept() {
     let sim = sim().await;
     let k = Kubectl::new(&sim);
-    let err = k.fails(&["create", "namespace", "team-a"], "").await;
-    assert!(err.contains("kubectl apply -f"), "{err}");
+    k.run(&["create", "namespace", "team-a"], "").await;
+    let ns = k.json(&["get", "namespace", "team-a"]).await;
+    assert_eq!(ns["metadata"]["name"], "team-a");
+    assert!(
+        ns["metadata"]
+            .get("creationTimestamp")
+            .is_some_and(|t| t.is_string()),
+        "{ns}"
+    );
+
+    // A ConfigMap with a binary file and a literal: binaryData byte for byte.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module: Vec<u8> = (0..=255u8).chain([0, 0x61, 0x73, 0x6d]).collect();
+    let file = dir.path().join("m.wasm");
+    std::fs::write(&file, &module).expect("write");
+    let from_file = format!("--from-file=m.wasm={}", file.display());
+    k.run(
+        &[
+            "create",
+            "configmap",
+            "strategies",
+            "-n",
+            "team-a",
+            &from_file,
+            "--from-literal=mode=fast",
+        ],
+        "",
+    )
+    .await;
+    let cm = k
+        .json(&["get", "configmap", "strategies", "-n", "team-a"])
+        .await;
+    use base64::Engine as _;
+    let stored = base64::engine::general_purpose::STANDARD
+        .decode(cm["binaryData"]["m.wasm"].as_str().expect("binaryData"))
+        .expect("base64");
+    assert_eq!(stored, module);
+    assert_eq!(cm["data"]["mode"], "fast");
+
+    k.run(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=password=s3cr3t",
+        ],
+        "",
+    )
+    .await;
+    let secret = k.json(&["get", "secret", "creds"]).await;
+    assert_eq!(secret["data"]["password"], "czNjcjN0");
+    assert_eq!(secret["type"], "Opaque");
+
+    // A Deployment: its pods run; `--replicas=0` stays 0 (a pointer's zero kept).
+    k.run(
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=demo:v1",
+            "--replicas=3",
+            "--port=8080",
+        ],
+        "",
+    )
+    .await;
+    let d = k.json(&["get", "deployment", "web"]).await;
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "demo:v1");
+    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    let store = sim.store().clone();
+    until(&sim, "web's 3 pods ready", || {
+        let web = store.get(
+            &sluice_sim::store::ResKey::new("apps", "deployments"),
+            "default",
+            "web",
+        );
+        async move { web.is_some_and(|d| d["status"]["readyReplicas"] == 3) }
+    })
+    .await;
+    k.run(
+        &[
+            "create",
+            "deployment",
+            "idle",
+            "--image=demo:v1",
+            "--replicas=0",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(
+        k.json(&["get", "deployment", "idle"]).await["spec"]["replicas"],
+        0
+    );
+
+    // A Service: targetPort an IntOrString holding a number.
+    k.run(
+        &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+        "",
+    )
+    .await;
+    let svc = k.json(&["get", "service", "web"]).await;
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(svc["spec"]["selector"]["app"], "web");
+
+    k.run(&["create", "serviceaccount", "robot"], "").await;
+    assert_eq!(
+        k.json(&["get", "serviceaccount", "robot"]).await["metadata"]["name"],
+        "robot"
+    );
+    k.run(
+        &[
+            "create",
+            "role",
+            "reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ],
+        "",
+    )
+    .await;
+    let role = k.json(&["get", "role", "reader"]).await;
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "list"])
+    );
+    assert_eq!(role["rules"][0]["resources"], serde_json::json!(["pods"]));
+    k.run(
+        &[
+            "create",
+            "rolebinding",
+            "reader",
+            "--role=reader",
+            "--serviceaccount=default:robot",
+        ],
+        "",
+    )
+    .await;
+    let binding = k.json(&["get", "rolebinding", "reader"]).await;
+    assert_eq!(binding["roleRef"]["name"], "reader");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["subjects"][0]["name"], "robot");
+
+    k.run(
+        &[
+            "create",
+            "job",
+            "once",
+            "--image=busybox",
+            "--",
+            "echo",
+            "hi",
+        ],
+        "",
+    )
+    .await;
+    let job = k.json(&["get", "job", "once"]).await;
+    let spec = &job["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["containers"][0]["command"],
+        serde_json::json!(["echo", "hi"])
+    );
+    assert_eq!(spec["restartPolicy"], "Never");
+
+    // The generators' objects are listed as kubectl expects.
+    let listed = k
+        .run(
+            &["get", "deployments,services,jobs,roles", "-o", "name"],
+            "",
+        )
+        .await;
+    for name in [
+        "deployment.apps/web",
+        "service/web",
+        "job.batch/once",
+        "role.rbac.authorization.k8s.io/reader",
+    ] {
+        assert!(listed.contains(name), "{name} missing from\n{listed}");
+    }
 }
 
 /// An events.k8s.io Event about `kind/name` (as the controller's recorder writes them).

@@ -342,6 +342,9 @@ fn prepare(ty: &ResourceType, object: &mut Value, current: Option<&Value>) {
     match (ty.group.as_str(), ty.kind.as_str()) {
         ("", "Service") if current.is_none() => allocate_service(object),
         ("", "Namespace") if current.is_none() => object["status"] = json!({"phase": "Active"}),
+        ("", "Secret") if object.get("type").is_none_or(|t| t == "") => {
+            object["type"] = "Opaque".into();
+        }
         _ => {}
     }
 }
