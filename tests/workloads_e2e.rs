@@ -412,3 +412,81 @@ async fn the_controller_serves_metrics_and_health() {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
 }
+
+/// The CloneSet carrying the workload label `rollouts.kruise.io/rollout-id: 1`.
+fn labelled_cloneset(image: &str) -> String {
+    cloneset(image).replace(
+        "metadata: {name: echo}",
+        "metadata: {name: echo, labels: {rollouts.kruise.io/rollout-id: \"1\"}}",
+    )
+}
+
+/// A Rollout of the CloneSet without traffic routing.
+fn batch_rollout(steps: &str) -> String {
+    format!(
+        r#"
+apiVersion: rollouts.kruise.io/v1alpha1
+kind: Rollout
+metadata: {{name: echo}}
+spec:
+  objectRef: {{workloadRef: {{apiVersion: apps.kruise.io/v1alpha1, kind: CloneSet, name: echo}}}}
+  strategy:
+    canary:
+      steps: {steps}
+"#
+    )
+}
+
+/// Pods with rollout id `id`, by batch id: `[pods of batch 1, of batch 2, …]`.
+fn batch_counts(c: &Cluster, id: &str, batches: usize) -> Vec<usize> {
+    let pods = c.objects("", "pods");
+    (1..=batches)
+        .map(|b| {
+            pods.iter()
+                .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+                .filter(|p| {
+                    let labels = &p["metadata"]["labels"];
+                    labels["rollouts.kruise.io/rollout-id"] == id
+                        && labels["rollouts.kruise.io/rollout-batch-id"]
+                            .as_str()
+                            .and_then(|s| s.parse::<usize>().ok())
+                            == Some(b)
+                })
+                .count()
+        })
+        .collect()
+}
+
+async fn until_batches(c: &Cluster, want: &[usize]) {
+    c.until(&format!("pods labelled by batch {want:?}"), || async {
+        batch_counts(c, "1", want.len()) == want
+    })
+    .await;
+}
+
+/// Kruise's e2e "Patch batch id to pods: normal case", through step 4 of 5: each
+/// step's new pod carries the rollout id and its step's batch id.
+#[tokio::test]
+async fn patch_batch_id_to_pods_normal_case() {
+    let c = Cluster::start().await;
+    c.apply(&labelled_cloneset("barnett/canarydemo:v1")).await;
+    c.apply(&batch_rollout(
+        "[{replicas: 20%, pause: {}}, {replicas: 40%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 80%, pause: {}}, {replicas: 100%, pause: {}}]",
+    ))
+    .await;
+    c.until_healthy("echo").await;
+    c.until_governed("apps.kruise.io", "clonesets", "echo")
+        .await;
+    c.apply(&labelled_cloneset("barnett/canarydemo:v2")).await;
+    c.until_paused_at("echo", 1).await;
+    until_batches(&c, &[1, 0, 0, 0, 0]).await;
+    for step in 2..=4 {
+        c.approve("echo").await;
+        c.until_paused_at("echo", step).await;
+        let mut want = vec![0; 5];
+        want[..step as usize].fill(1);
+        until_batches(&c, &want).await;
+    }
+    // Not yet as Kruise: the last step's pod (batch 5) goes unlabelled, as the
+    // release ends with the workload's own rollout (docs/kruise-compatibility.md).
+}

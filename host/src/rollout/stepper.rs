@@ -140,7 +140,7 @@ pub fn jump_to(
 }
 
 /// Kruise's v1alpha1 rule: a step without replicas has as many as its traffic share.
-fn step_replicas(step: &Step) -> Replicas {
+pub fn step_replicas(step: &Step) -> Replicas {
     step.replicas
         .unwrap_or_else(|| Replicas::Percent(step.traffic_weight.unwrap_or(Percent::FULL)))
 }

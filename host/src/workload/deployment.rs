@@ -297,6 +297,7 @@ impl Workload for Deployment {
             labels: string_map(d, "/metadata/labels"),
             annotations: string_map(d, "/metadata/annotations"),
             spec: d.get("spec").cloned().unwrap_or(Value::Null),
+            pods: super::pod_labels(&snapshot.pods),
         };
         let rollout_uid = snapshot.rollout.metadata.uid.as_deref().unwrap_or("");
         let canary = live_canary(snapshot, rollout_uid).map(|c| {

@@ -236,6 +236,44 @@ pub struct WorkloadView {
     pub annotations: BTreeMap<String, String>,
     /// The workload's whole spec, to copy for a canary Deployment.
     pub spec: Value,
+    /// The pods of the release's revision (the canary's, for a Deployment), with
+    /// their batch labels.
+    pub pods: Vec<PodLabels>,
+}
+
+/// A pod of the release's revision as batch labelling sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodLabels {
+    /// Its name.
+    pub name: String,
+    /// Its `rollouts.kruise.io/rollout-id` label.
+    pub rollout_id: Option<String>,
+    /// Its `rollouts.kruise.io/rollout-batch-id` label.
+    pub batch_id: Option<String>,
+    /// It is being deleted.
+    pub terminating: bool,
+}
+
+/// The batch labels of `pods`.
+pub fn pod_labels(pods: &[Value]) -> Vec<PodLabels> {
+    let label = |p: &Value, key: &str| {
+        p.pointer("/metadata/labels")
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    pods.iter()
+        .map(|p| PodLabels {
+            name: p
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            rollout_id: label(p, crate::admission::workloads::ROLLOUT_ID),
+            batch_id: label(p, "rollouts.kruise.io/rollout-batch-id"),
+            terminating: p.pointer("/metadata/deletionTimestamp").is_some(),
+        })
+        .collect()
 }
 
 impl WorkloadView {

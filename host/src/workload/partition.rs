@@ -181,6 +181,7 @@ impl Workload for Partitioned {
             labels: string_map(w, "/metadata/labels"),
             annotations: string_map(w, "/metadata/annotations"),
             spec: w.get("spec").cloned().unwrap_or(Value::Null),
+            pods: super::pod_labels(&snapshot.pods),
         };
         Some((view, None))
     }

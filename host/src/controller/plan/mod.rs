@@ -2,6 +2,7 @@
 //! decision, the writes to make (in order), the status to write, the events to
 //! publish and when to look again. No I/O; table-tested over fixture files.
 
+mod batch;
 mod rolling;
 #[cfg(test)]
 mod tests;

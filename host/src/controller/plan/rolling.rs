@@ -270,6 +270,18 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
             ),
         ));
     }
+    // Kruise's batch labels on the release's pods, the last step's too (before
+    // the release completes).
+    if !matches!(decision.action, Action::Abort { .. })
+        && let Ok(steps) = spec::steps(super::written_steps(o))
+    {
+        p.writes.extend(super::batch::writes(
+            o.namespace(),
+            w,
+            &steps,
+            decision.step,
+        ));
+    }
     match &decision.action {
         Action::Complete => {
             p.notes.push(Note::normal(
