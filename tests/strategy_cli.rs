@@ -162,54 +162,31 @@ fn a_failed_expectation_exits_non_zero_and_says_what_differed() {
 fn a_malformed_scenario_names_the_problem() {
     let dir = tempfile::tempdir().expect("tempdir");
     let scenario = dir.path().join("bad.yaml");
-    std::fs::write(&scenario, "steps: [{weight: 150}]\nticks: [{at: soon}]\n").expect("write");
-    let out = sluice(&[
-        "strategy",
-        "test",
-        "builtin:steps",
-        "-s",
-        &scenario.display().to_string(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).contains("`at: soon` is not a duration"),
-        "{}",
-        text(&out)
-    );
-
-    std::fs::write(&scenario, "steps: [{weight: 150}]\nticks: [{at: 0}]\n").expect("write");
-    let out = sluice(&[
-        "strategy",
-        "test",
-        "builtin:steps",
-        "-s",
-        &scenario.display().to_string(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).contains("spec.strategy.canary.steps[0].weight: 150 is outside 0-100"),
-        "{}",
-        text(&out)
-    );
-
-    std::fs::write(
-        &scenario,
-        "steps: [{weight: 20}]\nticks: [{at: 0}]\nreplay: [{observation: {}, expect: {}}]\n",
-    )
-    .expect("write");
-    let out = sluice(&[
-        "strategy",
-        "test",
-        "builtin:steps",
-        "-s",
-        &scenario.display().to_string(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).contains("either replays recorded decisions (`replay`) or plays a timeline"),
-        "{}",
-        text(&out)
-    );
+    for (text_of_file, problem) in [
+        (
+            "steps: [{weight: 150}]\nticks: [{at: soon}]\n",
+            "`at: soon` is not a duration",
+        ),
+        (
+            "steps: [{weight: 150}]\nticks: [{at: 0}]\n",
+            "spec.strategy.canary.steps[0].weight: 150 is outside 0-100",
+        ),
+        (
+            "steps: [{weight: 20}]\nticks: [{at: 0}]\nreplay: [{observation: {}, expect: {}}]\n",
+            "either replays recorded decisions (`replay`) or plays a timeline",
+        ),
+    ] {
+        std::fs::write(&scenario, text_of_file).expect("write");
+        let out = sluice(&[
+            "strategy",
+            "test",
+            "builtin:steps",
+            "-s",
+            &scenario.display().to_string(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(problem), "{}", text(&out));
+    }
 }
 
 #[test]

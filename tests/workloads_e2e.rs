@@ -25,7 +25,13 @@ spec:
     )
 }
 
+/// A Rollout of the workload `echo`; `routing` empty for none.
 fn rollout(kind: &str, api_version: &str, steps: &str, routing: &str) -> String {
+    let routings = if routing.is_empty() {
+        String::new()
+    } else {
+        format!("      trafficRoutings: [{routing}]\n")
+    };
     format!(
         r#"
 apiVersion: rollouts.kruise.io/v1alpha1
@@ -36,8 +42,7 @@ spec:
   strategy:
     canary:
       steps: {steps}
-      trafficRoutings: [{routing}]
-"#
+{routings}"#
     )
 }
 
@@ -421,22 +426,6 @@ fn labelled_cloneset(image: &str) -> String {
     )
 }
 
-/// A Rollout of the CloneSet without traffic routing.
-fn batch_rollout(steps: &str) -> String {
-    format!(
-        r#"
-apiVersion: rollouts.kruise.io/v1alpha1
-kind: Rollout
-metadata: {{name: echo}}
-spec:
-  objectRef: {{workloadRef: {{apiVersion: apps.kruise.io/v1alpha1, kind: CloneSet, name: echo}}}}
-  strategy:
-    canary:
-      steps: {steps}
-"#
-    )
-}
-
 /// Pods with rollout id `id`, by batch id: `[pods of batch 1, of batch 2, …]`.
 fn batch_counts(c: &Cluster, id: &str, batches: usize) -> Vec<usize> {
     let pods = c.objects("", "pods");
@@ -470,8 +459,11 @@ async fn until_batches(c: &Cluster, want: &[usize]) {
 async fn patch_batch_id_to_pods_normal_case() {
     let c = Cluster::start().await;
     c.apply(&labelled_cloneset("barnett/canarydemo:v1")).await;
-    c.apply(&batch_rollout(
+    c.apply(&rollout(
+        "CloneSet",
+        "apps.kruise.io/v1alpha1",
         "[{replicas: 20%, pause: {}}, {replicas: 40%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 80%, pause: {}}, {replicas: 100%, pause: {}}]",
+        "",
     ))
     .await;
     c.until_healthy("echo").await;
