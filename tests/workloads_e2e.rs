@@ -453,8 +453,8 @@ async fn until_batches(c: &Cluster, want: &[usize]) {
     .await;
 }
 
-/// Kruise's e2e "Patch batch id to pods: normal case", through step 4 of 5: each
-/// step's new pod carries the rollout id and its step's batch id.
+/// Kruise's e2e "Patch batch id to pods: normal case": each step's new pod carries
+/// the rollout id and its step's batch id, the last step (every pod) included.
 #[tokio::test]
 async fn patch_batch_id_to_pods_normal_case() {
     let c = Cluster::start().await;
@@ -479,6 +479,26 @@ async fn patch_batch_id_to_pods_normal_case() {
         want[..step as usize].fill(1);
         until_batches(&c, &want).await;
     }
-    // Not yet as Kruise: the last step's pod (batch 5) goes unlabelled, as the
-    // release ends with the workload's own rollout (docs/kruise-compatibility.md).
+    // The last step updates every pod and completes the release (a workload whose
+    // own rollout is done is not a rollback); its pod is batch 5.
+    c.approve("echo").await;
+    c.until_rollout("echo", "completed", |r| {
+        r.status.as_ref().and_then(|s| s.message.as_deref())
+            == Some("Rollout progressing has been completed")
+    })
+    .await;
+    until_batches(&c, &[1, 1, 1, 1, 1]).await;
+    let r = c.rollout("echo").await;
+    let releases = r
+        .status
+        .and_then(|s| s.strategy)
+        .map(|s| s.releases)
+        .unwrap_or_default();
+    assert_eq!(
+        releases
+            .iter()
+            .map(|r| r.outcome.as_str())
+            .collect::<Vec<_>>(),
+        ["Succeeded"]
+    );
 }

@@ -322,7 +322,7 @@ pub fn stage(o: &Observed) -> Stage {
             Ending::Cancel
         }),
         Some(r) => {
-            if !w.has_new_template() {
+            if rolled_back(o, w) {
                 Stage::Rollback
             } else if template_moved_on(o, w) {
                 Stage::Continuous
@@ -350,6 +350,21 @@ fn abort_requested(p: &Plan) -> bool {
 }
 
 /// The template differs from the one this release started with.
+/// The workload's template went back to the stable one mid-release. A partition
+/// workload compares its update revision with the stable revision the release
+/// recorded: once a step updates every pod, the workload's own current revision
+/// is the new one, and that is a release at its last step, not a rollback.
+fn rolled_back(o: &Observed, w: &WorkloadView) -> bool {
+    let recorded = status_of(o)
+        .canary_status
+        .map(|c| c.stable_revision)
+        .filter(|s| !s.is_empty());
+    match (w.kind.style(), recorded, &w.update_revision) {
+        (crate::workload::Style::Partition, Some(stable), Some(update)) => *update == stable,
+        _ => !w.has_new_template(),
+    }
+}
+
 fn template_moved_on(o: &Observed, w: &WorkloadView) -> bool {
     let recorded = status_of(o)
         .canary_status
