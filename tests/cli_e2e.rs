@@ -293,6 +293,10 @@ async fn replay_gives_the_same_decisions(k: &Plugin, decisions: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("replay.yaml");
     let path = file.to_str().expect("utf-8 path");
+    let err = k
+        .fails(&["explain", "echo", "-o", "json", "--scenario", path])
+        .await;
+    assert!(err.contains("cannot be used with"), "{err}");
     k.run(&["explain", "echo", "--scenario", path]).await;
     let (passed, report) = strategy_test("builtin:steps", &file);
     assert!(passed, "{report}");

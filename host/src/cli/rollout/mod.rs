@@ -140,7 +140,7 @@ pub enum Verb {
         output: Format,
         /// Write the decisions as a scenario that `sluice strategy test` replays,
         /// each on the observation it was made on (`-`: standard output).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "output")]
         scenario: Option<std::path::PathBuf>,
     },
     /// One line per release (the last ten): revision, images, module and digest,

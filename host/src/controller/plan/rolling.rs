@@ -271,14 +271,14 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         ));
     }
     // Kruise's batch labels on the release's pods, the last step's too (before
-    // the release completes).
+    // the release completes), from the steps the module was given.
     if !matches!(decision.action, Action::Abort { .. })
-        && let Ok(steps) = spec::steps(super::written_steps(o))
+        && let Some(given) = &given
     {
         p.writes.extend(super::batch::writes(
             o.namespace(),
             w,
-            &steps,
+            &given.steps,
             decision.step,
         ));
     }
