@@ -453,6 +453,64 @@ async fn until_batches(c: &Cluster, want: &[usize]) {
     .await;
 }
 
+/// Kruise's e2e "patch batch id to pods: scaling case": a CloneSet scaled from 5 to 10
+/// while step 2 (40%) waits keeps the step's share — 4 of 10 pods updated, by its
+/// percentage partition — and the scaled-up new pods join batches 1 and 2 (two each);
+/// the release ends with batches of 2, 2, 2 and 4. Kruise's 10-second pauses are
+/// `duration: 0` here: they only move the release on.
+#[tokio::test]
+async fn patch_batch_id_to_pods_scaling_case() {
+    let c = Cluster::start().await;
+    c.apply(&labelled_cloneset("barnett/canarydemo:v1")).await;
+    c.apply(SERVICE_AND_INGRESS).await;
+    c.apply(&rollout(
+        "CloneSet",
+        "apps.kruise.io/v1alpha1",
+        "[{weight: 20, replicas: 20%, pause: {duration: 0}}, {replicas: 40%, pause: {}}, {replicas: 60%, pause: {duration: 0}}, {replicas: 100%, pause: {duration: 0}}]",
+        "{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}",
+    ))
+    .await;
+    c.until_healthy("echo").await;
+    c.until_governed("apps.kruise.io", "clonesets", "echo")
+        .await;
+    c.apply(&labelled_cloneset("barnett/canarydemo:v2")).await;
+    c.until_paused_at("echo", 2).await;
+    until_batches(&c, &[1, 1]).await;
+    assert_eq!(
+        partition(&c, "/spec/updateStrategy/partition"),
+        json!("60%")
+    );
+
+    c.patch(
+        "apps.kruise.io/v1alpha1",
+        "CloneSet",
+        "echo",
+        json!({"spec": {"replicas": 10}}),
+    )
+    .await;
+    c.until_rollout("echo", "4 ready canary pods", |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.canary_status.as_ref())
+            .is_some_and(|s| s.canary_ready_replicas == 4)
+    })
+    .await;
+    until_batches(&c, &[2, 2]).await;
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 4);
+    assert_eq!(
+        partition(&c, "/spec/updateStrategy/partition"),
+        json!("60%")
+    );
+
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+    c.until("every pod on v2", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") == 10
+    })
+    .await;
+    until_batches(&c, &[2, 2, 2, 4]).await;
+}
+
 /// Kruise's e2e "Patch batch id to pods: normal case": each step's new pod carries
 /// the rollout id and its step's batch id, the last step (every pod) included.
 #[tokio::test]

@@ -14,6 +14,7 @@ pub static CloneSet: Partitioned = Partitioned {
     partition_path: "/spec/updateStrategy/partition",
     revision_has_name_prefix: true,
     hold_value: |_| json!("100%"),
+    partition_share: true,
     partition_patch: |value: Value| json!({"spec": {"updateStrategy": {"partition": value}}}),
     workload_type: "cloneset",
     webhook_hold: || json!("100%"),

@@ -14,7 +14,7 @@ use crate::controller::finalise::{Ending, FinalisingStep};
 use crate::controller::observed::{Observed, Snapshot};
 use crate::controller::write::{Target, Write};
 use crate::kruise::v1alpha1::Rollout;
-use crate::strategy::model::ReplicaCounts;
+use crate::strategy::model::{ReplicaCounts, Replicas};
 
 /// The label on a canary Deployment naming the Deployment it is the canary of.
 pub const CANARY_LABEL: &str = "rollouts.kruise.io/canary-deployment";
@@ -364,7 +364,8 @@ impl Workload for Deployment {
         }
     }
 
-    fn scale_canary(&self, o: &Observed, w: &WorkloadView, pods: u32) -> Vec<Write> {
+    fn scale_canary(&self, o: &Observed, w: &WorkloadView, size: Replicas) -> Vec<Write> {
+        let pods = size.resolve(w.replicas);
         let mut writes = self.hold(o, w);
         match &o.canary {
             Some(c) if c.counts.desired == pods => {}

@@ -23,7 +23,7 @@ use crate::controller::finalise::{Ending, FinalisingStep};
 use crate::controller::observed::{Observed, Snapshot};
 use crate::controller::write::Write;
 use crate::kruise::v1alpha1::Rollout;
-use crate::strategy::model::ReplicaCounts;
+use crate::strategy::model::{ReplicaCounts, Replicas};
 
 pub use deployment::{CANARY_LABEL, canary_name};
 
@@ -130,8 +130,10 @@ pub trait Workload: Send + Sync + 'static {
     fn hold(&self, o: &Observed, w: &WorkloadView) -> Vec<Write>;
     /// Writes that let it roll out natively; none when nothing holds it.
     fn release(&self, o: &Observed, w: &WorkloadView) -> Vec<Write>;
-    /// Writes that bring the canary to `pods` pods (of `w.replicas`).
-    fn scale_canary(&self, o: &Observed, w: &WorkloadView, pods: u32) -> Vec<Write>;
+    /// Writes that bring the canary to `size` (of `w.replicas`): a share when the step
+    /// is one and the canary is at that share, so a kind that can keep a share across
+    /// a scale (a CloneSet's percentage partition) does.
+    fn scale_canary(&self, o: &Observed, w: &WorkloadView, size: Replicas) -> Vec<Write>;
     /// Writes while no decision can be acted on (the strategy failed or waits).
     fn on_wait(&self, o: &Observed, w: &WorkloadView) -> Vec<Write>;
     /// Writes that drop a release's canary when yet another template appears.

@@ -16,7 +16,7 @@ use crate::controller::finalise::{Ending, FinalisingStep};
 use crate::controller::observed::{Observed, Snapshot};
 use crate::controller::write::{Target, Write};
 use crate::kruise::v1alpha1::Rollout;
-use crate::strategy::model::ReplicaCounts;
+use crate::strategy::model::{ReplicaCounts, Replicas};
 
 /// A partition-style workload kind.
 pub struct Partitioned {
@@ -33,6 +33,9 @@ pub struct Partitioned {
     pub revision_has_name_prefix: bool,
     /// The partition that holds every pod of `w`.
     pub hold_value: fn(&WorkloadView) -> Value,
+    /// Whether the partition may be a share (`"60%"`), which the kind applies to its
+    /// replicas as they are: a step given as a share keeps it through a scale.
+    pub partition_share: bool,
     /// The merge patch setting the partition to a value.
     pub partition_patch: fn(Value) -> Value,
     /// Its `rollouts.kruise.io/workload-type`.
@@ -61,6 +64,25 @@ impl Partitioned {
             (self.partition_patch)(value),
         )]
     }
+}
+
+/// The partition keeping `keep` of `replicas` pods as a share, as Kruise writes it
+/// (the share rounded down, at least 1% unless the step is the whole), with the
+/// pods that share keeps (a share of the replicas rounded up).
+fn share_partition(keep: u32, replicas: u32, whole_step: bool) -> (Value, u32) {
+    let percent = if keep >= replicas {
+        100
+    } else if keep == 0 {
+        0
+    } else {
+        let share = u64::from(keep) * 100 / u64::from(replicas);
+        if share == 0 && !whole_step { 1 } else { share }
+    };
+    let keeps = (u64::from(replicas) * percent).div_ceil(100);
+    (
+        json!(format!("{percent}%")),
+        u32::try_from(keeps).unwrap_or(replicas),
+    )
 }
 
 fn update_revision(w: &Value) -> Option<&str> {
@@ -203,12 +225,20 @@ impl Workload for Partitioned {
         }
     }
 
-    fn scale_canary(&self, o: &Observed, w: &WorkloadView, pods: u32) -> Vec<Write> {
-        let keep = w.replicas - pods.min(w.replicas);
-        if w.partition == Some(i64::from(keep)) {
+    fn scale_canary(&self, o: &Observed, w: &WorkloadView, size: Replicas) -> Vec<Write> {
+        let keep = w.replicas - size.resolve(w.replicas).min(w.replicas);
+        let (value, keeps) = match size {
+            Replicas::Percent(step) if self.partition_share => {
+                share_partition(keep, w.replicas, step.get() == 100)
+            }
+            _ => (json!(keep), keep),
+        };
+        // A partition is only ever lowered within a release: one already at or below
+        // the wanted one (a share rounded up, a canary kept from shrinking) stays.
+        if w.partition.is_some_and(|p| p <= i64::from(keeps)) {
             Vec::new()
         } else {
-            self.set(o, w, json!(keep))
+            self.set(o, w, value)
         }
     }
 

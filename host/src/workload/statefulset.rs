@@ -14,6 +14,7 @@ pub static StatefulSet: Partitioned = Partitioned {
     partition_path: "/spec/updateStrategy/rollingUpdate/partition",
     revision_has_name_prefix: false,
     hold_value: |w| json!(w.replicas),
+    partition_share: false,
     partition_patch: |value: Value| json!({"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": value}}}}),
     workload_type: "statefulset",
     // Kruise's hold: a partition above any ordinal (math.MaxInt16).

@@ -342,7 +342,12 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
     let mut next = stepper::next(progress, decision, seen, o.now);
 
     // Pods first.
-    p.writes.extend(w.kind.scale_canary(o, w, pods));
+    // The step's share when the canary is to be at it, else the count it is kept at.
+    let size = match decision.target.replicas {
+        planned @ Replicas::Percent(_) if planned.resolve(total) == pods => planned,
+        _ => Replicas::Count(pods),
+    };
+    p.writes.extend(w.kind.scale_canary(o, w, size));
     if let Some(r) = routing {
         let canary_revision = w.kind.canary_revision(o, w);
         // The stable Service keeps to the stable pods from the first step on, so canary
