@@ -181,6 +181,96 @@ async fn paused_holds_template_changes_but_scales() {
     .await;
 }
 
+/// What an advanced Deployment controller (Kruise's, Sluice's release in place)
+/// relies on: a paused `Recreate` Deployment with two active ReplicaSets is left
+/// to whoever moves them, and a ReplicaSet another controller made for the
+/// Deployment's template is its new ReplicaSet, whatever its name.
+#[tokio::test]
+async fn a_paused_recreate_deployment_leaves_its_replicasets_to_their_mover_then_adopts_them() {
+    let sim = sim().await;
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "default");
+    api.create(
+        &PostParams::default(),
+        &deployment("web", 4, "demo:v1", json!({})),
+    )
+    .await
+    .unwrap();
+    until(&sim, "v1 is rolled out", || deployment_done(&api, "web", 4)).await;
+    let rs: Api<ReplicaSet> = Api::namespaced(client(&sim), "default");
+    let v1 = rs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let v1_name = v1.metadata.name.clone().unwrap();
+    let uid = api.get("web").await.unwrap().metadata.uid.unwrap();
+    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {
+        "paused": true,
+        "strategy": {"type": "Recreate", "rollingUpdate": null},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "demo:v2"}]}},
+    }})))
+    .await
+    .unwrap();
+    let sized = json!({"deployment.kubernetes.io/desired-replicas": "4", "deployment.kubernetes.io/revision": "2"});
+    let made: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "web-made", "labels": {"app": "web", "pod-template-hash": "made"}, "annotations": sized,
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": uid, "controller": true}]},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web", "pod-template-hash": "made"}},
+                 "template": {"metadata": {"labels": {"app": "web", "pod-template-hash": "made"}}, "spec": {"containers": [{"name": "app", "image": "demo:v2"}]}}}
+    }))
+    .unwrap();
+    rs.create(&PostParams::default(), &made).await.unwrap();
+    rs.patch(
+        &v1_name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    until(&sim, "one v2 pod counted as updated", || async {
+        let d = api.get("web").await.unwrap();
+        let s = d.status.unwrap_or_default();
+        s.updated_replicas == Some(1) && s.ready_replicas == Some(4)
+    })
+    .await;
+    let sizes: Vec<(String, i32)> = rs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| (r.metadata.name.unwrap(), r.spec.replicas.unwrap()))
+        .collect();
+    assert_eq!(sizes.len(), 2, "no ReplicaSet of its own: {sizes:?}");
+    assert!(
+        sizes.contains(&(v1_name.clone(), 3)) && sizes.contains(&("web-made".into(), 1)),
+        "{sizes:?}"
+    );
+
+    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {
+        "paused": false,
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+    }})))
+    .await
+    .unwrap();
+    until(&sim, "v2 rolled out by the adopted ReplicaSet", || {
+        deployment_done(&api, "web", 4)
+    })
+    .await;
+    let names: Vec<String> = rs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| r.metadata.name.unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let made = rs.get("web-made").await.unwrap();
+    assert_eq!(made.spec.replicas, Some(4));
+}
+
 #[tokio::test]
 async fn going_back_to_an_old_template_reuses_its_replicaset() {
     let sim = sim().await;

@@ -61,9 +61,15 @@ pub fn reconcile(store: &Store, ownership: &Ownership, d: &Value) -> Result<(), 
     let mut sets = owned_replicasets(store, ownership, d);
     sets.sort_by_key(|rs| revision(rs));
     let max_revision = sets.iter().map(|rs| revision(rs)).max().unwrap_or(0);
+    // The new ReplicaSet is the one whose template is the Deployment's, whatever its
+    // name: another controller (an advanced Deployment controller) may have made it.
     let mut new_rs = sets
         .iter()
-        .find(|rs| Meta::of(rs).label("pod-template-hash") == Some(hash.as_str()))
+        .filter(|rs| rs.pointer("/metadata/deletionTimestamp").is_none())
+        .find(|rs| {
+            rs.pointer("/spec/template")
+                .is_some_and(|t| template_hash(t) == hash)
+        })
         .cloned();
 
     if !paused {
@@ -105,7 +111,7 @@ pub fn reconcile(store: &Store, ownership: &Ownership, d: &Value) -> Result<(), 
     let old: Vec<&Arc<Value>> = sets.iter().filter(|rs| !is_new(rs)).collect();
 
     if paused {
-        scale_proportionally(store, &sets, want)?;
+        scale_paused(store, d, &sets, new_rs.as_ref(), want)?;
     } else if let Some(new_rs) = sets.iter().find(|rs| is_new(rs)) {
         let recreate = d.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate");
         if recreate {
@@ -214,6 +220,67 @@ fn roll(
         }
     }
     Ok(())
+}
+
+/// What the Deployment controller does with a paused Deployment's ReplicaSets
+/// (`scale` in its sync): the only active ReplicaSet (or, with none, the newest)
+/// follows `spec.replicas`; a saturated new ReplicaSet scales the old ones to 0; a
+/// rolling-update Deployment's replicas changed since its ReplicaSets were sized
+/// (their `desired-replicas` annotation) are spread over them by size. Anything
+/// else is left to whoever moves them (an advanced Deployment controller holding a
+/// `Recreate` Deployment paused).
+fn scale_paused(
+    store: &Store,
+    d: &Value,
+    sets: &[Arc<Value>],
+    new_rs: Option<&Arc<Value>>,
+    want: i64,
+) -> Result<(), ApiError> {
+    let active: Vec<&Arc<Value>> = sets.iter().filter(|rs| replicas(rs) > 0).collect();
+    match active.as_slice() {
+        [] => {
+            let latest = new_rs.or_else(|| sets.iter().max_by_key(|rs| revision(rs)));
+            match latest {
+                Some(rs) if replicas(rs) != want => set_replicas(store, rs, want, want),
+                _ => Ok(()),
+            }
+        }
+        [only] if replicas(only) != want => set_replicas(store, only, want, want),
+        [_] => Ok(()),
+        _ => {
+            let new_uid = new_rs.map(|rs| Meta::of(rs).uid().to_owned());
+            let saturated = new_rs.is_some_and(|rs| {
+                replicas(rs) == want
+                    && desired_replicas(rs) == Some(want)
+                    && int_at(rs, "status.availableReplicas").unwrap_or(0) == want
+            });
+            if saturated {
+                for rs in &active {
+                    if Some(Meta::of(rs).uid()) != new_uid.as_deref() {
+                        set_replicas(store, rs, 0, want)?;
+                    }
+                }
+                return Ok(());
+            }
+            let rolling =
+                d.pointer("/spec/strategy/type").and_then(Value::as_str) != Some("Recreate");
+            let scaling_event = active
+                .iter()
+                .any(|rs| desired_replicas(rs).is_some_and(|n| n != want));
+            if rolling && scaling_event {
+                scale_proportionally(store, sets, want)
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The Deployment replicas a ReplicaSet was last sized for.
+fn desired_replicas(rs: &Value) -> Option<i64> {
+    Meta::of(rs)
+        .annotation("deployment.kubernetes.io/desired-replicas")
+        .and_then(|n| n.parse().ok())
 }
 
 /// A paused Deployment still scales: the difference goes to its ReplicaSets by size.
