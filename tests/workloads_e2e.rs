@@ -71,7 +71,11 @@ async fn cloneset_releases_by_partition_with_traffic() {
         .await;
     c.apply(&cloneset("barnett/canarydemo:v2")).await;
     c.until_paused_at("echo", 1).await;
-    assert_eq!(partition(&c, "/spec/updateStrategy/partition"), json!(4));
+    // A step given by its weight alone is that share of pods, a share partition.
+    assert_eq!(
+        partition(&c, "/spec/updateStrategy/partition"),
+        json!("80%")
+    );
     assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 1);
     let n = 300;
     let v2 = c.share(HOST, "/", n, "Demo: V2").await;
@@ -447,9 +451,14 @@ fn batch_counts(c: &Cluster, id: &str, batches: usize) -> Vec<usize> {
 }
 
 async fn until_batches(c: &Cluster, want: &[usize]) {
-    c.until(&format!("pods labelled by batch {want:?}"), || async {
-        batch_counts(c, "1", want.len()) == want
-    })
+    until_batches_of(c, "1", want).await;
+}
+
+async fn until_batches_of(c: &Cluster, id: &str, want: &[usize]) {
+    c.until(
+        &format!("pods of rollout id {id} by batch {want:?}"),
+        || async { batch_counts(c, id, want.len()) == want },
+    )
     .await;
 }
 
@@ -511,6 +520,56 @@ async fn patch_batch_id_to_pods_scaling_case() {
     until_batches(&c, &[2, 2, 2, 4]).await;
 }
 
+/// Kruise's e2e "patch batch id to pods: only rollout-id changes", from its change of
+/// id on: a workload whose `rollouts.kruise.io/rollout-id` changes mid-release stays
+/// at its step, and its pods are labelled again under the new id, batch by batch.
+/// (Kruise's case starts that release by the id alone, with no new template; a
+/// release here needs a new template, so it starts with v2.)
+#[tokio::test]
+async fn patch_batch_id_to_pods_when_the_rollout_id_changes_mid_release() {
+    let c = Cluster::start().await;
+    c.apply(&labelled_cloneset("barnett/canarydemo:v1")).await;
+    c.apply(&rollout(
+        "CloneSet",
+        "apps.kruise.io/v1alpha1",
+        "[{replicas: 20%, pause: {}}, {replicas: 40%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 80%, pause: {}}, {replicas: 100%, pause: {}}]",
+        "",
+    ))
+    .await;
+    c.until_healthy("echo").await;
+    c.until_governed("apps.kruise.io", "clonesets", "echo")
+        .await;
+    c.apply(&labelled_cloneset("barnett/canarydemo:v2")).await;
+    c.until_paused_at("echo", 1).await;
+    for step in 2..=3 {
+        c.approve("echo").await;
+        c.until_paused_at("echo", step).await;
+    }
+    until_batches_of(&c, "1", &[1, 1, 1]).await;
+
+    c.patch(
+        "apps.kruise.io/v1alpha1",
+        "CloneSet",
+        "echo",
+        json!({"metadata": {"labels": {"rollouts.kruise.io/rollout-id": "2"}}}),
+    )
+    .await;
+    until_batches_of(&c, "2", &[1, 1, 1]).await;
+    let status = c.rollout("echo").await.status.expect("status");
+    let cs = status.canary_status.expect("canary status");
+    assert_eq!(
+        (cs.current_step_index, cs.current_step_state.as_str()),
+        (3, "StepPaused"),
+        "the release stays at its step"
+    );
+    c.approve("echo").await;
+    c.until_paused_at("echo", 4).await;
+    until_batches_of(&c, "2", &[1, 1, 1, 1]).await;
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+    until_batches_of(&c, "2", &[1, 1, 1, 1, 1]).await;
+}
+
 /// Kruise's e2e "Patch batch id to pods: normal case": each step's new pod carries
 /// the rollout id and its step's batch id, the last step (every pod) included.
 #[tokio::test]
@@ -559,4 +618,316 @@ async fn patch_batch_id_to_pods_normal_case() {
             .collect::<Vec<_>>(),
         ["Succeeded"]
     );
+}
+
+/// A Rollout of the Deployment `echo` released in place (Kruise's "advanced
+/// deployment": `rollouts.kruise.io/rolling-style: partition`).
+fn in_place_rollout(steps: &str, routing: &str) -> String {
+    rollout("Deployment", "apps/v1", steps, routing).replace(
+        "metadata: {name: echo}",
+        "metadata: {name: echo, annotations: {rollouts.kruise.io/rolling-style: partition}}",
+    )
+}
+
+async fn in_place_v1_healthy(c: &Cluster, steps: &str, routing: &str) {
+    c.apply(&support::echo::app("barnett/canarydemo:v1", 5))
+        .await;
+    c.apply(&in_place_rollout(steps, routing)).await;
+    c.until_healthy("echo").await;
+    c.until_governed("apps", "deployments", "echo").await;
+}
+
+/// The Deployment's ReplicaSet running `image`, if any.
+fn replica_set_of(c: &Cluster, image: &str) -> Option<Value> {
+    c.objects("apps", "replicasets").into_iter().find(|rs| {
+        rs.pointer("/spec/template/spec/containers/0/image")
+            .and_then(Value::as_str)
+            == Some(image)
+    })
+}
+
+/// The Deployment `echo` as JSON.
+fn echo_deployment(c: &Cluster) -> Value {
+    c.object("apps", "deployments", "echo")
+        .expect("the Deployment")
+}
+
+/// Kruise's `rollouts.kruise.io/deployment-strategy` or `-extra-status` annotation.
+fn kruise_annotation(d: &Value, which: &str) -> Option<Value> {
+    d.pointer(&format!(
+        "/metadata/annotations/rollouts.kruise.io~1deployment-{which}"
+    ))
+    .and_then(Value::as_str)
+    .and_then(|s| serde_json::from_str(s).ok())
+}
+
+/// What Kruise's advanced-deployment e2e checks at a step: the Deployment's
+/// updated pods, its extra status, its strategy not paused; and what holds it:
+/// paused, `Recreate`, no canary Deployment.
+async fn assert_in_place_step(c: &Cluster, updated: i64) {
+    c.until(
+        &format!("{updated} updated ready pods reported"),
+        || async {
+            let d = echo_deployment(c);
+            d.pointer("/status/updatedReplicas").and_then(Value::as_i64) == Some(updated)
+                && kruise_annotation(&d, "extra-status")
+                    .and_then(|e| e["updatedReadyReplicas"].as_i64())
+                    == Some(updated)
+        },
+    )
+    .await;
+    let d = echo_deployment(c);
+    let strategy = kruise_annotation(&d, "strategy").expect("the strategy annotation");
+    assert_eq!(strategy["rollingStyle"], "Partition");
+    assert_ne!(strategy["paused"], json!(true));
+    assert_eq!(d["spec"]["paused"], json!(true));
+    assert_eq!(d["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(
+        d.pointer(
+            "/metadata/labels/rollouts.kruise.io~1controlled-by-advanced-deployment-controller"
+        ),
+        Some(&json!("true"))
+    );
+    let canaries = c
+        .objects("apps", "deployments")
+        .into_iter()
+        .filter(|d| {
+            d.pointer("/metadata/labels/rollouts.kruise.io~1canary-deployment")
+                .is_some()
+        })
+        .count();
+    assert_eq!(canaries, 0, "no canary Deployment in place");
+}
+
+/// Once released the Deployment rolls by its own `rollingUpdate` again.
+fn assert_let_go(c: &Cluster) {
+    let d = echo_deployment(c);
+    assert_ne!(d["spec"]["paused"], json!(true));
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        d["spec"]["strategy"]["rollingUpdate"],
+        json!({"maxUnavailable": 0, "maxSurge": 1}),
+        "the Deployment's own rolling update is given back"
+    );
+    assert!(kruise_annotation(&d, "strategy").is_none());
+    assert!(
+        d.pointer(
+            "/metadata/labels/rollouts.kruise.io~1controlled-by-advanced-deployment-controller"
+        )
+        .is_none()
+    );
+}
+
+/// Kruise's e2e "advanced deployment rolling with traffic case"
+/// (rollout_v1beta1_test.go, as a v1alpha1 Rollout): the Deployment's own pods
+/// are updated in place, 1 then 3 of 5, with 20% of the traffic at step 1 to the
+/// new pods; the stable and canary revisions are the ReplicaSets' hashes.
+#[tokio::test]
+async fn advanced_deployment_rolling_with_traffic_case() {
+    let c = Cluster::start().await;
+    in_place_v1_healthy(
+        &c,
+        "[{weight: 20, replicas: 20%, pause: {}}, {replicas: 60%, pause: {}}]",
+        "{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}",
+    )
+    .await;
+    let stable = replica_set_of(&c, "barnett/canarydemo:v1").expect("v1's ReplicaSet");
+    c.apply(&support::echo::deployment("barnett/canarydemo:v2", 5))
+        .await;
+    c.until_paused_at("echo", 1).await;
+    assert_in_place_step(&c, 1).await;
+    let canary = replica_set_of(&c, "barnett/canarydemo:v2").expect("v2's ReplicaSet");
+    let hash = |rs: &Value| rs["metadata"]["labels"]["pod-template-hash"].clone();
+    let status = c.rollout("echo").await.status.expect("status");
+    let cs = status.canary_status.expect("canary status");
+    assert_eq!(json!(cs.stable_revision), hash(&stable));
+    assert_eq!(json!(cs.pod_template_hash), hash(&canary));
+    assert_eq!(cs.current_step_index, 1);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 1);
+    assert_eq!(c.canary_weight("echo").as_deref(), Some("20"));
+    let n = 300;
+    let v2 = c.share(HOST, "/apis/echo", n, "Demo: V2").await;
+    assert!(within_binomial(v2, n, 0.2), "{v2} of {n} at weight 20");
+
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    assert_in_place_step(&c, 3).await;
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 3);
+
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+    c.until("every pod on v2", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") == 5
+            && echo_deployment(&c)
+                .pointer("/status/updatedReplicas")
+                .and_then(Value::as_i64)
+                == Some(5)
+    })
+    .await;
+    assert_let_go(&c);
+    let r = c.rollout("echo").await;
+    let succeeded = r
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Succeeded"))
+        .map(|c| c.status.clone());
+    assert_eq!(succeeded.as_deref(), Some("True"));
+    assert!(
+        c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .is_none()
+    );
+    // The ReplicaSet the release made is the one the Deployment kept: no third.
+    assert_eq!(c.objects("apps", "replicasets").len(), 2);
+}
+
+/// Kruise's e2e "advanced deployment scaling case": scaled 5 → 10 at step 1 (20%)
+/// the new pods double with the old (2 of 10); scaled back to 5 they halve (1).
+#[tokio::test]
+async fn advanced_deployment_scaling_case() {
+    let c = Cluster::start().await;
+    in_place_v1_healthy(
+        &c,
+        "[{replicas: 20%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 100%, pause: {}}]",
+        "",
+    )
+    .await;
+    c.apply(&support::echo::deployment("barnett/canarydemo:v2", 5))
+        .await;
+    c.until_paused_at("echo", 1).await;
+    assert_in_place_step(&c, 1).await;
+    let ready_canary = |want: i32| {
+        move |r: &sluice::kruise::v1alpha1::Rollout| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.canary_status.as_ref())
+                .is_some_and(|s| s.canary_ready_replicas == want)
+        }
+    };
+    for (replicas, canary) in [(10, 2), (5, 1)] {
+        c.patch(
+            "apps/v1",
+            "Deployment",
+            "echo",
+            json!({"spec": {"replicas": replicas}}),
+        )
+        .await;
+        c.until_rollout(
+            "echo",
+            &format!("{canary} ready new pods"),
+            ready_canary(canary),
+        )
+        .await;
+        c.until(&format!("{replicas} pods, {canary} new"), || async {
+            c.ready_pods_with("barnett/canarydemo:v2") == canary as usize
+                && c.ready_pods_with("barnett/canarydemo:v1") == replicas - canary as usize
+        })
+        .await;
+    }
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    // The last step (every pod) ends the release without a pause, as in Kruise.
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+    c.until("every pod on v2", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") == 5
+    })
+    .await;
+    assert_let_go(&c);
+}
+
+/// Kruise's e2e "advanced deployment rollback case": the template back to v1 at
+/// step 2 ends the release; the Deployment rolls its pods back to v1 itself.
+#[tokio::test]
+async fn advanced_deployment_rollback_case() {
+    let c = Cluster::start().await;
+    in_place_v1_healthy(
+        &c,
+        "[{replicas: 20%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 100%, pause: {}}]",
+        "",
+    )
+    .await;
+    c.apply(&support::echo::deployment("barnett/canarydemo:v2", 5))
+        .await;
+    c.until_paused_at("echo", 1).await;
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    assert_in_place_step(&c, 3).await;
+    c.apply(&support::echo::deployment("barnett/canarydemo:v1", 5))
+        .await;
+    c.until_healthy("echo").await;
+    c.until("every pod back on v1", || async {
+        c.ready_pods_with("barnett/canarydemo:v1") == 5
+            && c.ready_pods_with("barnett/canarydemo:v2") == 0
+    })
+    .await;
+    assert_let_go(&c);
+}
+
+/// Kruise's e2e "advanced deployment delete rollout case": deleting the Rollout at
+/// step 1 gives the Deployment back (rolling update, not paused), which then rolls
+/// v2 out itself.
+#[tokio::test]
+async fn advanced_deployment_delete_rollout_case() {
+    let c = Cluster::start().await;
+    in_place_v1_healthy(
+        &c,
+        "[{replicas: 20%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 100%, pause: {}}]",
+        "",
+    )
+    .await;
+    c.apply(&support::echo::deployment("barnett/canarydemo:v2", 5))
+        .await;
+    c.until_paused_at("echo", 1).await;
+    assert_in_place_step(&c, 1).await;
+    kube::Api::<sluice::kruise::v1alpha1::Rollout>::namespaced(c.client.clone(), "default")
+        .delete("echo", &Default::default())
+        .await
+        .expect("delete");
+    c.until("the rollout is gone", || async {
+        c.object("rollouts.kruise.io", "rollouts", "echo").is_none()
+    })
+    .await;
+    assert_let_go(&c);
+    c.until("v2 rolls out natively", || async {
+        c.ready_pods_with("barnett/canarydemo:v2") == 5
+    })
+    .await;
+}
+
+/// Kruise's e2e "advanced deployment continuous rolling case": v3 while v2 is at
+/// step 2 starts again at step 1 with one v3 pod, then three.
+#[tokio::test]
+async fn advanced_deployment_continuous_rolling_case() {
+    let c = Cluster::start().await;
+    in_place_v1_healthy(
+        &c,
+        "[{replicas: 20%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 100%, pause: {}}]",
+        "",
+    )
+    .await;
+    c.apply(&support::echo::deployment("barnett/canarydemo:v2", 5))
+        .await;
+    c.until_paused_at("echo", 1).await;
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    assert_in_place_step(&c, 3).await;
+    c.apply(&support::echo::deployment("barnett/canarydemo:v3", 5))
+        .await;
+    c.until_paused_at("echo", 1).await;
+    assert_in_place_step(&c, 1).await;
+    c.until("one v3 pod", || async {
+        c.ready_pods_with("barnett/canarydemo:v3") == 1
+    })
+    .await;
+    c.approve("echo").await;
+    c.until_paused_at("echo", 2).await;
+    assert_in_place_step(&c, 3).await;
+    // The last step (every pod) ends the release without a pause, as in Kruise.
+    c.approve("echo").await;
+    c.until_healthy("echo").await;
+    c.until("every pod on v3", || async {
+        c.ready_pods_with("barnett/canarydemo:v3") == 5
+    })
+    .await;
+    assert_let_go(&c);
 }

@@ -84,7 +84,7 @@ pub async fn read(
         ..Snapshot::of(rollout.clone(), now_ms)
     };
     if let Some(wref) = rollout.spec.object_ref.workload_ref.as_ref()
-        && let Some(kind) = workload::for_ref(&wref.api_version, &wref.kind)
+        && let Some(kind) = workload::of_rollout(rollout)
     {
         kind.read(client, rollout, &wref.name, &mut snapshot)
             .await

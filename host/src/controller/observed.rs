@@ -137,12 +137,7 @@ impl Observed {
     pub fn from_snapshot(snapshot: &Snapshot) -> Observed {
         let rollout = &snapshot.rollout;
         let routing = Routing::of_rollout(rollout);
-        let (workload, canary) = rollout
-            .spec
-            .object_ref
-            .workload_ref
-            .as_ref()
-            .and_then(|r| workload::for_ref(&r.api_version, &r.kind))
+        let (workload, canary) = workload::of_rollout(rollout)
             .and_then(|kind| kind.view(snapshot))
             .map_or((None, None), |(w, c)| (Some(w), c));
         let traffic = match &routing {

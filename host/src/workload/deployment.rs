@@ -136,6 +136,45 @@ fn without_patch_metadata(rollout: &Rollout, mut template: Value, workload: &Val
     template
 }
 
+/// The partition-style strategy annotation of a Deployment released in place.
+fn partition_strategy(object: &Value) -> Option<Value> {
+    let text = object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(super::STRATEGY_ANNOTATION))
+        .and_then(Value::as_str)?;
+    let strategy: Value = serde_json::from_str(text).ok()?;
+    strategy
+        .get("rollingStyle")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.eq_ignore_ascii_case("partition"))
+        .then_some(strategy)
+}
+
+/// Kruise's hold of a Deployment released in place: `Recreate` keeps its own
+/// controller still, and a `rollingUpdate` written meanwhile is kept in the strategy
+/// annotation (it applies once the release ends). Whether `object` changed.
+fn keep_held_in_place(object: &mut Value, mut strategy: Value) -> bool {
+    let mut changed = false;
+    if object
+        .pointer("/spec/strategy/type")
+        .and_then(Value::as_str)
+        != Some("Recreate")
+    {
+        object["spec"]["strategy"]["type"] = json!("Recreate");
+        changed = true;
+    }
+    let rolling = object
+        .pointer_mut("/spec/strategy")
+        .and_then(Value::as_object_mut)
+        .and_then(|s| s.remove("rollingUpdate"));
+    if let Some(rolling) = rolling.filter(|r| !r.is_null()) {
+        strategy["rollingUpdate"] = rolling;
+        object["metadata"]["annotations"][super::STRATEGY_ANNOTATION] = json!(strategy.to_string());
+        changed = true;
+    }
+    changed
+}
+
 fn hash_of(rs: &Value) -> Option<String> {
     rs.pointer(&format!("/metadata/labels/{HASH}"))
         .and_then(Value::as_str)
@@ -278,6 +317,7 @@ impl Workload for Deployment {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned(),
+            uid: uid.to_owned(),
             generation,
             replicas,
             template: template.clone(),
@@ -298,6 +338,7 @@ impl Workload for Deployment {
             annotations: string_map(d, "/metadata/annotations"),
             spec: d.get("spec").cloned().unwrap_or(Value::Null),
             pods: super::pod_labels(&snapshot.pods),
+            replica_sets: Vec::new(),
         };
         let rollout_uid = snapshot.rollout.metadata.uid.as_deref().unwrap_or("");
         let canary = live_canary(snapshot, rollout_uid).map(|c| {
@@ -543,6 +584,9 @@ impl Workload for Deployment {
         if object.pointer("/spec/paused") != Some(&Value::Bool(true)) {
             object["spec"]["paused"] = json!(true);
             changed = true;
+        }
+        if let Some(strategy) = partition_strategy(object) {
+            return keep_held_in_place(object, strategy) || changed;
         }
         // A Recreate strategy would replace every pod at once: the old one stays.
         if object

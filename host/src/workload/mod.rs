@@ -3,12 +3,13 @@
 //!
 //! Two styles: a *canary-style* workload (a Deployment) gets an extra canary
 //! Deployment with the new template, scaled per step; a *partition-style* workload
-//! (a CloneSet, a StatefulSet) updates its own pods in place, the partition lowered
-//! per step. A new kind of workload is a new file here and one line in [`KINDS`]:
+//! (a CloneSet, a StatefulSet, a Deployment whose Rollout asks for the partition
+//! rolling style — see [`of_rollout`]) updates its own pods in place, per step. A new kind of workload is a new file here and one line in [`KINDS`]:
 //! the controller's stages call the trait and never name a kind.
 
 mod cloneset;
 mod deployment;
+mod deployment_partition;
 mod partition;
 mod statefulset;
 
@@ -26,6 +27,10 @@ use crate::kruise::v1alpha1::Rollout;
 use crate::strategy::model::{ReplicaCounts, Replicas};
 
 pub use deployment::{CANARY_LABEL, canary_name};
+pub use deployment_partition::{
+    Bounds, CONTROL_LABEL, EXTRA_STATUS_ANNOTATION, Move, ReplicaSetView, Resize,
+    STRATEGY_ANNOTATION, limit_of, moves, pod_template_hash,
+};
 
 /// The workloads Sluice releases: one registration each.
 pub static KINDS: &[&dyn Workload] = &[
@@ -40,6 +45,22 @@ pub fn for_ref(api_version: &str, kind: &str) -> Option<Kind> {
         .iter()
         .find(|w| w.api_version() == api_version && w.kind() == kind)
         .map(|w| Kind(*w))
+}
+
+/// How `rollout` releases its workload: the registered kind of its `workloadRef`,
+/// but a Deployment under `rollouts.kruise.io/rolling-style: partition` is released
+/// in place, its own pods updated, with no canary Deployment.
+pub fn of_rollout(rollout: &Rollout) -> Option<Kind> {
+    let r = rollout.spec.object_ref.workload_ref.as_ref()?;
+    let kind = for_ref(&r.api_version, &r.kind)?;
+    let in_place = kind.style() == Style::Canary
+        && crate::kruise::validate::rolling_style(rollout)
+            == crate::kruise::validate::RollingStyle::Partition;
+    Some(if in_place {
+        Kind(&deployment_partition::PartitionDeployment)
+    } else {
+        kind
+    })
 }
 
 /// The kinds Sluice releases, for messages: `apps/v1 Deployment, …`.
@@ -209,6 +230,8 @@ pub struct WorkloadView {
     pub kind: Kind,
     /// Its name.
     pub name: String,
+    /// Its uid.
+    pub uid: String,
     /// `metadata.generation`.
     pub generation: i64,
     /// Desired replicas.
@@ -241,6 +264,8 @@ pub struct WorkloadView {
     /// The pods of the release's revision (the canary's, for a Deployment), with
     /// their batch labels.
     pub pods: Vec<PodLabels>,
+    /// Its ReplicaSets, when the release moves them (a Deployment in place).
+    pub replica_sets: Vec<ReplicaSetView>,
 }
 
 /// A pod of the release's revision as batch labelling sees it.

@@ -176,6 +176,11 @@ impl Workload for Partitioned {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned(),
+            uid: w
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
             generation,
             replicas,
             template: w.pointer("/spec/template").cloned().unwrap_or(Value::Null),
@@ -204,6 +209,7 @@ impl Workload for Partitioned {
             annotations: string_map(w, "/metadata/annotations"),
             spec: w.get("spec").cloned().unwrap_or(Value::Null),
             pods: super::pod_labels(&snapshot.pods),
+            replica_sets: Vec::new(),
         };
         Some((view, None))
     }

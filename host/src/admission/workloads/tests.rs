@@ -53,6 +53,19 @@ fn in_progress(mut d: Value, value: &str) -> Value {
 
 const HELD: &str = r#"{"rolloutName":"rollout-demo"}"#;
 
+/// A Deployment released in place mid-release: paused, `Recreate`, Kruise's
+/// strategy annotation saving `rolling_update`.
+fn in_place(rolling_update: Value) -> Value {
+    let mut d = in_progress(deployment("echoserver:v2"), HELD);
+    d["spec"]["paused"] = json!(true);
+    d["spec"]["strategy"] = json!({"type": "Recreate"});
+    d["metadata"]["annotations"][crate::workload::STRATEGY_ANNOTATION] = json!(
+        json!({"rollingStyle": "Partition", "rollingUpdate": rolling_update, "partition": "20%"})
+            .to_string()
+    );
+    d
+}
+
 #[test]
 fn kruise_deployment_cases() {
     let deploy = kind("apps/v1", "Deployment");
@@ -182,6 +195,31 @@ fn kruise_deployment_cases() {
             "rolloutId no change, and podTemplateSpec change",
             with_id("echoserver:v1", "v1"),
             with_id("echoserver:v2", "v1"),
+            vec![matched.clone()],
+            &v1_set,
+            None,
+        ),
+        (
+            "partition style, in progressing: a rolling update written meanwhile is kept for later, Recreate and paused stay",
+            in_place(json!({"maxSurge": "25%", "maxUnavailable": "25%"})),
+            {
+                let mut d = in_place(json!({"maxSurge": "25%", "maxUnavailable": "25%"}));
+                d["spec"]["paused"] = json!(false);
+                d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+                d
+            },
+            vec![matched.clone()],
+            &v1_set,
+            Some(in_place(json!({"maxSurge": 1, "maxUnavailable": 0}))),
+        ),
+        (
+            "partition style, in progressing: the controller's own hold (Recreate, the strategy annotation) goes through",
+            {
+                let mut d = in_progress(deployment("echoserver:v2"), HELD);
+                d["spec"]["paused"] = json!(true);
+                d
+            },
+            in_place(json!({"maxSurge": "25%", "maxUnavailable": "25%"})),
             vec![matched.clone()],
             &v1_set,
             None,

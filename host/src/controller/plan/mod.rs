@@ -618,7 +618,18 @@ fn idle(o: &Observed, p: &mut Plan) {
         c.stable_revision = w.stable_revision.clone();
     }
     // Nothing holds the workload between releases: the admission webhook holds it
-    // when its template changes.
+    // when its template changes. One it held without a new template (a new
+    // `rollouts.kruise.io/rollout-id` alone) has no release to wait for: its mark
+    // goes first, then the hold, so the webhook lets the second write through.
+    if w.annotations
+        .contains_key(crate::admission::workloads::IN_PROGRESSING)
+    {
+        p.writes.push(w.patch(
+            o.namespace(),
+            serde_json::json!({"metadata": {"annotations": {crate::admission::workloads::IN_PROGRESSING: null}}}),
+        ));
+        p.writes.extend(w.kind.release(o, w));
+    }
 }
 
 fn start(o: &Observed, p: &mut Plan) {

@@ -5,7 +5,10 @@
 //! as its annotation unless a case writes another; the workload carries its
 //! `rollouts.kruise.io/workload-type` label likewise), the
 //! strategy's answer, and what the plan must produce — the stage, the writes in
-//! order, the status (a subset), the events and the requeue.
+//! order, the status (a subset), the events and the requeue. In what is expected,
+//! `{canary}` is the canary Deployment's name, `{new-replica-set}` and
+//! `{pod-template-hash}` the name and hash of the ReplicaSet a release in place
+//! makes for the workload's template.
 
 use std::path::{Path, PathBuf};
 
@@ -241,14 +244,20 @@ fn requeue_name(p: &Plan) -> String {
     }
 }
 
-fn check_writes(expected: &[ExpectedWrite], actual: &[Write], canary: &str, out: &mut Vec<String>) {
+fn check_writes(
+    expected: &[ExpectedWrite],
+    actual: &[Write],
+    canary: &str,
+    new_set: &str,
+    out: &mut Vec<String>,
+) {
     let named: Vec<String> = actual.iter().map(Write::describe).collect();
     let wanted: Vec<String> = expected
         .iter()
         .map(|w| match w {
-            ExpectedWrite::Named(s) | ExpectedWrite::WithBody { write: s, .. } => {
-                s.replace("{canary}", canary)
-            }
+            ExpectedWrite::Named(s) | ExpectedWrite::WithBody { write: s, .. } => s
+                .replace("{canary}", canary)
+                .replace("{new-replica-set}", new_set),
         })
         .collect();
     if named != wanted {
@@ -341,8 +350,24 @@ fn run_case(file: &str, base: &Value, case: &Case) -> Vec<String> {
         };
         config_checked(&mut p, &check, observed.now);
     }
+    // `{pod-template-hash}` stands for the hash of the ReplicaSet a release in place
+    // makes for the workload's template, `{new-replica-set}` for its name.
+    let pod_hash = observed
+        .workload
+        .as_ref()
+        .map(|w| crate::workload::pod_template_hash(&w.template))
+        .unwrap_or_default();
+    let new_set = observed
+        .workload
+        .as_ref()
+        .map(|w| format!("{}-{pod_hash}", w.name))
+        .unwrap_or_default();
     let with_hash = |v: &Value| -> Value {
-        serde_json::from_str(&v.to_string().replace("{plan-hash}", &plan_hash)).expect("JSON")
+        let text = v
+            .to_string()
+            .replace("{plan-hash}", &plan_hash)
+            .replace("{pod-template-hash}", &pod_hash);
+        serde_json::from_str(&text).expect("JSON")
     };
     if let Some(writes) = &case.expect.writes {
         let writes: Vec<ExpectedWrite> = writes
@@ -355,7 +380,7 @@ fn run_case(file: &str, base: &Value, case: &Case) -> Vec<String> {
                 ExpectedWrite::Named(n) => ExpectedWrite::Named(n.clone()),
             })
             .collect();
-        check_writes(&writes, &p.writes, &canary, &mut out);
+        check_writes(&writes, &p.writes, &canary, &new_set, &mut out);
     }
     if let Some(status) = &case.expect.status {
         let actual = serde_json::to_value(&p.status).expect("status serialises");
