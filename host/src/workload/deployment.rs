@@ -318,6 +318,11 @@ impl Workload for Deployment {
                 .unwrap_or("")
                 .to_owned(),
             uid: uid.to_owned(),
+            resource_version: d
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
             generation,
             replicas,
             template: template.clone(),

@@ -103,8 +103,13 @@ pub fn moves(sets: &[ReplicaSetView], b: Bounds) -> Option<Move> {
     let total: i64 = sets.iter().map(|s| i64::from(s.replicas)).sum();
     let new = sets.iter().find(|s| s.current);
 
-    // The Deployment was scaled: its pods keep their proportions.
-    if active.len() > 1 && active.iter().any(|s| s.sized_for != Some(b.replicas)) {
+    // The Deployment was scaled since its ReplicaSets were sized (one never sized is
+    // no evidence, as for Kubernetes): its pods keep their proportions.
+    if active.len() > 1
+        && active
+            .iter()
+            .any(|s| s.sized_for.is_some_and(|n| n != b.replicas))
+    {
         let resized: Vec<Resize> = proportional(&active, b.replicas)
             .into_iter()
             .filter(|r| {
@@ -118,7 +123,11 @@ pub fn moves(sets: &[ReplicaSetView], b: Bounds) -> Option<Move> {
     }
     let Some(new) = new else {
         let grow = (want + i64::from(b.max_surge) - total).min(limit).max(0);
-        return Some(Move::Create(u32::try_from(grow).unwrap_or(0)));
+        // Without surge the new ReplicaSet still starts with a pod (Kruise's lower
+        // bound): empty, it would leave the old one the only active ReplicaSet, which
+        // the Deployment's own controller sizes back to `replicas` even while paused.
+        let floor = if b.max_surge == 0 { want.min(1) } else { 0 };
+        return Some(Move::Create(u32::try_from(grow.max(floor)).unwrap_or(0)));
     };
     let new_size = i64::from(new.replicas);
     let old: Vec<&ReplicaSetView> = active.iter().copied().filter(|s| !s.current).collect();
@@ -162,13 +171,15 @@ pub fn moves(sets: &[ReplicaSetView], b: Bounds) -> Option<Move> {
         *size -= cut;
         cleaned += cut;
     }
-    // Then available ones, oldest first, while `replicas - maxUnavailable` stay.
+    // Then available ones, while `replicas - maxUnavailable` stay: the newest old
+    // ReplicaSet first, as Kruise does, so the stable pods (the oldest) go last and
+    // those of a release given up for a newer one go first.
     let available: i64 = sets
         .iter()
         .map(|s| i64::from(s.available.min(s.replicas)))
         .sum();
     let mut more = (available - min_available).min(excess - cleaned).max(0);
-    for size in sizes.iter_mut() {
+    for size in sizes.iter_mut().rev() {
         let cut = (*size).min(more);
         *size -= cut;
         more -= cut;
@@ -638,6 +649,11 @@ impl Workload for PartitionDeployment {
                 .unwrap_or("")
                 .to_owned(),
             uid,
+            resource_version: d
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
             generation,
             replicas,
             template,
@@ -672,7 +688,12 @@ impl Workload for PartitionDeployment {
         let partition = strategy_of(w)
             .and_then(|s| s.get("partition").cloned())
             .unwrap_or(json!(0));
-        self.control(o, w, &partition)
+        // Held where it is, the ReplicaSets still follow the partition and the
+        // Deployment's replicas (a scale while the strategy waits or after an abort):
+        // nothing else moves them while it is paused.
+        let mut writes = self.control(o, w, &partition);
+        writes.extend(self.move_sets(o, w, w.updated.desired));
+        writes
     }
 
     fn release(&self, o: &Observed, w: &WorkloadView) -> Vec<Write> {
@@ -685,6 +706,10 @@ impl Workload for PartitionDeployment {
         let limit = limit_of(&partition, w.replicas).max(w.updated.desired);
         writes.extend(self.move_sets(o, w, limit));
         writes
+    }
+
+    fn planned_pods(&self, w: &WorkloadView, size: Replicas) -> u32 {
+        limit_of(&partition_value(size), w.replicas)
     }
 
     fn on_wait(&self, o: &Observed, w: &WorkloadView) -> Vec<Write> {

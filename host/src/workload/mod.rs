@@ -155,6 +155,11 @@ pub trait Workload: Send + Sync + 'static {
     /// is one and the canary is at that share, so a kind that can keep a share across
     /// a scale (a CloneSet's percentage partition) does.
     fn scale_canary(&self, o: &Observed, w: &WorkloadView, size: Replicas) -> Vec<Write>;
+    /// The canary pods a step of `size` asks for: the size of the workload's
+    /// replicas, a share rounded up (a kind whose controller caps it says so).
+    fn planned_pods(&self, w: &WorkloadView, size: Replicas) -> u32 {
+        size.resolve(w.replicas)
+    }
     /// Writes while no decision can be acted on (the strategy failed or waits).
     fn on_wait(&self, o: &Observed, w: &WorkloadView) -> Vec<Write>;
     /// Writes that drop a release's canary when yet another template appears.
@@ -232,6 +237,9 @@ pub struct WorkloadView {
     pub name: String,
     /// Its uid.
     pub uid: String,
+    /// Its `metadata.resourceVersion`, the precondition of a write that must not
+    /// cross a change.
+    pub resource_version: String,
     /// `metadata.generation`.
     pub generation: i64,
     /// Desired replicas.

@@ -181,6 +181,11 @@ impl Workload for Partitioned {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned(),
+            resource_version: w
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
             generation,
             replicas,
             template: w.pointer("/spec/template").cloned().unwrap_or(Value::Null),
@@ -233,9 +238,15 @@ impl Workload for Partitioned {
 
     fn scale_canary(&self, o: &Observed, w: &WorkloadView, size: Replicas) -> Vec<Write> {
         let keep = w.replicas - size.resolve(w.replicas).min(w.replicas);
+        // Kruise's share, unless it would not keep exactly the stable pods (a large
+        // workload's share rounding to another count): then the count, so the step
+        // can be reached.
         let (value, keeps) = match size {
             Replicas::Percent(step) if self.partition_share => {
-                share_partition(keep, w.replicas, step.get() == 100)
+                match share_partition(keep, w.replicas, step.get() == 100) {
+                    (share, keeps) if keeps == keep => (share, keeps),
+                    _ => (json!(keep), keep),
+                }
             }
             _ => (json!(keep), keep),
         };

@@ -620,13 +620,20 @@ fn idle(o: &Observed, p: &mut Plan) {
     // Nothing holds the workload between releases: the admission webhook holds it
     // when its template changes. One it held without a new template (a new
     // `rollouts.kruise.io/rollout-id` alone) has no release to wait for: its mark
-    // goes first, then the hold, so the webhook lets the second write through.
-    if w.annotations
-        .contains_key(crate::admission::workloads::IN_PROGRESSING)
+    // goes first, then the hold, so the webhook lets the second write through. Only
+    // once the workload's controller has seen it at rest (a template change its
+    // status does not show yet looks the same), and only the version read: the
+    // mark's removal is refused if a new template came in between.
+    if w.rolled_out
+        && w.annotations
+            .contains_key(crate::admission::workloads::IN_PROGRESSING)
     {
         p.writes.push(w.patch(
             o.namespace(),
-            serde_json::json!({"metadata": {"annotations": {crate::admission::workloads::IN_PROGRESSING: null}}}),
+            serde_json::json!({"metadata": {
+                "resourceVersion": w.resource_version,
+                "annotations": {crate::admission::workloads::IN_PROGRESSING: null},
+            }}),
         ));
         p.writes.extend(w.kind.release(o, w));
     }

@@ -312,12 +312,8 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
     let canary = w.kind.canary_counts(o, w);
     // The canary never shrinks within a release: a jump back, a smaller workload or
     // edited steps keep the pods it has.
-    let pods = decision
-        .target
-        .replicas
-        .resolve(total)
-        .min(total)
-        .max(canary.desired);
+    let planned = w.kind.planned_pods(w, decision.target.replicas).min(total);
+    let pods = planned.max(canary.desired);
     let wanted = &decision.target.traffic;
     let wants_traffic =
         routing.is_some() && (wanted.weight.is_some() || !wanted.matches.is_empty());
@@ -344,7 +340,7 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
     // Pods first.
     // The step's share when the canary is to be at it, else the count it is kept at.
     let size = match decision.target.replicas {
-        planned @ Replicas::Percent(_) if planned.resolve(total) == pods => planned,
+        share @ Replicas::Percent(_) if planned == pods => share,
         _ => Replicas::Count(pods),
     };
     p.writes.extend(w.kind.scale_canary(o, w, size));

@@ -53,14 +53,23 @@ fn replica_sets_move_as_kruises_advanced_deployment_controller_moves_them() {
             Some(Move::Create(1)),
         ),
         (
-            "without surge the new ReplicaSet starts empty: old pods go first",
+            "without surge the new ReplicaSet still starts with a pod (Kruise's lower bound)",
             vec![rs("old", 1, 5, 5)],
             Bounds {
                 max_surge: 0,
                 max_unavailable: 1,
                 ..bounds(5, 1)
             },
-            Some(Move::Create(0)),
+            Some(Move::Create(1)),
+        ),
+        (
+            "an abandoned release's pods go before the stable ones: the newest old ReplicaSet shrinks first",
+            vec![rs("v1", 1, 2, 2), rs("v2", 2, 3, 3), rs("new", 3, 3, 3)],
+            Bounds {
+                max_unavailable: 1,
+                ..bounds(5, 3)
+            },
+            resize(&[("v2", 0)]),
         ),
         (
             "an old pod goes while the new one starts, as far as maxUnavailable allows",
@@ -124,6 +133,18 @@ fn replica_sets_move_as_kruises_advanced_deployment_controller_moves_them() {
             ],
             bounds(5, 1),
             resize(&[("old", 4), ("new", 1)]),
+        ),
+        (
+            "a ReplicaSet never sized for the Deployment is no sign of a scale",
+            vec![
+                ReplicaSetView {
+                    sized_for: None,
+                    ..rs("old", 1, 4, 4)
+                },
+                rs("new", 2, 1, 1),
+            ],
+            bounds(5, 1),
+            None,
         ),
         (
             "fewer old pods than the step leaves: the largest old ReplicaSet gets them",
