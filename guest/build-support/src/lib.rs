@@ -171,13 +171,54 @@ pub fn target_installed(target: &str) -> bool {
         .is_dir()
 }
 
-/// Fails with the command to run when `target` is not installed.
+/// Fails with the command to run when `target` is not installed and could not be
+/// added (see [`ensure_target`]).
 pub fn require_target(target: &str) -> Result<(), BuildError> {
-    if target_installed(target) {
+    if ensure_target(target) {
         Ok(())
     } else {
         Err(BuildError::MissingTarget(target.to_owned()))
     }
+}
+
+/// Whether `target` is installed, adding it with rustup first when it is missing.
+///
+/// `rust-toolchain.toml` names the wasm targets, but rustup adds a toolchain file's
+/// targets only when it installs the toolchain: a machine that already had this
+/// toolchain without them would fail every build. Under rustup (which sets
+/// `RUSTUP_TOOLCHAIN` for the processes it runs) the missing target is added to the
+/// active toolchain, one build script at a time.
+pub fn ensure_target(target: &str) -> bool {
+    if target_installed(target) {
+        return true;
+    }
+    let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") else {
+        return false;
+    };
+    // Two build scripts of one build may both find the target missing; rustup does
+    // not serialise installs of one toolchain.
+    let lock = env::temp_dir().join("sluice-rustup-target-add.lock");
+    let Ok(lock) = std::fs::File::create(&lock) else {
+        return false;
+    };
+    if lock.lock().is_err() {
+        return false;
+    }
+    if target_installed(target) {
+        return true;
+    }
+    println!(
+        "cargo:warning=adding the Rust target {target} named in rust-toolchain.toml (rustup target add {target})"
+    );
+    let added = Command::new("rustup")
+        .arg("target")
+        .arg("add")
+        .arg("--toolchain")
+        .arg(&toolchain)
+        .arg(target)
+        .status()
+        .is_ok_and(|status| status.success());
+    added && target_installed(target)
 }
 
 /// Guests get their own target directory beside the outer build's: the outer cargo

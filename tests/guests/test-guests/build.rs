@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use sluice_guest_build::{
     BuildError, GuestBuild, PURE_TARGET, WASIP2_TARGET, build_javascript, build_python,
-    componentize_file, target_installed,
+    componentize_file, ensure_target,
 };
 
 fn main() {
@@ -74,7 +74,7 @@ fn main() {
     // Built for WASI: the example (the host must load it with a WASI that grants
     // nothing) and a module that sleeps and reaches for files, sockets and clocks.
     let wasi_modules = ["DOUBLING_WASIP2", "WASI_HOSTILE"];
-    if target_installed(WASIP2_TARGET) {
+    if ensure_target(WASIP2_TARGET) {
         let wasi = GuestBuild::new(&workspace, WASIP2_TARGET)
             .package("doubling-strategy")
             .package("wasi-hostile-strategy");
