@@ -207,9 +207,9 @@ pub fn ensure_target(target: &str) -> bool {
     if target_installed(target) {
         return true;
     }
-    println!(
-        "cargo:warning=adding the Rust target {target} named in rust-toolchain.toml (rustup target add {target})"
-    );
+    // Not a cargo warning: cargo replays those at every build while the script's
+    // output is cached, long after the target was added.
+    eprintln!("adding the Rust target {target} named in rust-toolchain.toml");
     let added = Command::new("rustup")
         .arg("target")
         .arg("add")

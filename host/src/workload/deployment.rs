@@ -208,6 +208,47 @@ fn hash_for(snapshot: &Snapshot, owner_uid: &str, template: &Value) -> Option<St
         .find_map(hash_of)
 }
 
+/// Reads the Deployment `name` into the snapshot with its ReplicaSets: the stable's
+/// and the new template's carry the template's labels, so a list by the Deployment's
+/// selector finds them, and no other. False when there is no such Deployment.
+pub(super) async fn read_with_replica_sets(
+    client: &kube::Client,
+    api: &Api<DynamicObject>,
+    ns: &str,
+    name: &str,
+    snapshot: &mut Snapshot,
+) -> Result<bool, kube::Error> {
+    let Some(d) = api.get_opt(name).await? else {
+        return Ok(false);
+    };
+    let d = serde_json::to_value(d).map_err(kube::Error::SerdeError)?;
+    let selector = string_map(&d, "/spec/selector/matchLabels")
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sets: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &resource_of("apps/v1", "ReplicaSet"));
+    snapshot.replica_sets = list_values(&sets, &ListParams::default().labels(&selector)).await?;
+    snapshot.workload = Some(d);
+    Ok(true)
+}
+
+/// The pods of one template: those labelled with its `pod-template-hash`.
+pub(super) async fn pods_of_hash(
+    client: &kube::Client,
+    ns: &str,
+    hash: &str,
+) -> Result<Vec<Value>, kube::Error> {
+    let pods: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &resource_of("v1", "Pod"));
+    list_values(
+        &pods,
+        &ListParams::default().labels(&format!("{HASH}={hash}")),
+    )
+    .await
+}
+
 impl Workload for Deployment {
     fn api_version(&self) -> &'static str {
         "apps/v1"
@@ -236,27 +277,14 @@ impl Workload for Deployment {
             let ns = namespace(rollout);
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), ns, &self.resource());
-            let Some(d) = api.get_opt(name).await? else {
+            if !read_with_replica_sets(client, &api, ns, name, snapshot).await? {
                 return Ok(());
-            };
-            let d = serde_json::to_value(d).map_err(kube::Error::SerdeError)?;
-            // The stable's and the canary's ReplicaSets carry the template's labels:
-            // a list by the Deployment's selector finds them, and no other.
-            let selector = string_map(&d, "/spec/selector/matchLabels")
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            let sets: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), ns, &resource_of("apps/v1", "ReplicaSet"));
-            snapshot.replica_sets =
-                list_values(&sets, &ListParams::default().labels(&selector)).await?;
+            }
             snapshot.canaries = list_values(
                 &api,
                 &ListParams::default().labels(&format!("{CANARY_LABEL}={name}")),
             )
             .await?;
-            snapshot.workload = Some(d);
             // The canary's pods, to count those that will not become ready.
             let rollout_uid = rollout.metadata.uid.as_deref().unwrap_or("");
             let canary_hash = live_canary(snapshot, rollout_uid).and_then(|c| {
@@ -264,13 +292,7 @@ impl Workload for Deployment {
                 hash_for(snapshot, uid, c.pointer("/spec/template")?)
             });
             if let Some(hash) = canary_hash {
-                let pods: Api<DynamicObject> =
-                    Api::namespaced_with(client.clone(), ns, &resource_of("v1", "Pod"));
-                snapshot.pods = list_values(
-                    &pods,
-                    &ListParams::default().labels(&format!("{HASH}={hash}")),
-                )
-                .await?;
+                snapshot.pods = pods_of_hash(client, ns, &hash).await?;
             }
             Ok(())
         })

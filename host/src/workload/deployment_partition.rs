@@ -11,14 +11,14 @@
 //! controller finishes (or undoes) the rollout.
 
 use futures::future::BoxFuture;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
-use super::deployment::{Deployment, STABLE_REVISION_LABEL};
+use super::deployment::{Deployment, STABLE_REVISION_LABEL, pods_of_hash, read_with_replica_sets};
 use super::{
     CanaryView, StepOutcome, Style, Workload, WorkloadView, controller_uid, count, failed_pods,
-    list_values, namespace, pods_with, ready_pods, resource_of, same_template, string_map,
+    namespace, pods_with, ready_pods, same_template, string_map,
 };
 use crate::controller::finalise::{Ending, FinalisingStep};
 use crate::controller::observed::{Observed, Snapshot};
@@ -528,29 +528,12 @@ impl Workload for PartitionDeployment {
             let ns = namespace(rollout);
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), ns, &self.resource());
-            let Some(d) = api.get_opt(name).await? else {
+            if !read_with_replica_sets(client, &api, ns, name, snapshot).await? {
                 return Ok(());
-            };
-            let d = serde_json::to_value(d).map_err(kube::Error::SerdeError)?;
-            let selector = string_map(&d, "/spec/selector/matchLabels")
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            let sets: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), ns, &resource_of("apps/v1", "ReplicaSet"));
-            snapshot.replica_sets =
-                list_values(&sets, &ListParams::default().labels(&selector)).await?;
-            snapshot.workload = Some(d);
+            }
             // The new template's pods, to count the ready and the failed and to label.
             if let Some(hash) = self.view(snapshot).and_then(|(w, _)| w.update_revision) {
-                let pods: Api<DynamicObject> =
-                    Api::namespaced_with(client.clone(), ns, &resource_of("v1", "Pod"));
-                snapshot.pods = list_values(
-                    &pods,
-                    &ListParams::default().labels(&format!("{HASH}={hash}")),
-                )
-                .await?;
+                snapshot.pods = pods_of_hash(client, ns, &hash).await?;
             }
             Ok(())
         })
@@ -740,34 +723,7 @@ impl Workload for PartitionDeployment {
     }
 
     fn ending_steps(&self, ending: Ending) -> &'static [FinalisingStep] {
-        use FinalisingStep::*;
-        match ending {
-            Ending::Success => &[
-                RestoreStableService,
-                RouteTrafficToStable,
-                RemoveCanaryService,
-                ResumeWorkload,
-                End,
-            ],
-            Ending::Cancel => &[
-                RouteTrafficToStable,
-                ResumeWorkload,
-                RestoreStableService,
-                RemoveCanaryService,
-                End,
-            ],
-            // Updated pods stay, held, out of traffic behind the pinned stable
-            // Service, until the template goes back or on.
-            Ending::Abort => &[RouteTrafficToStable, RemoveCanaryService, End],
-            Ending::Delete | Ending::Disable => &[
-                RouteTrafficToStable,
-                ReleaseWorkloadControl,
-                RestoreStableService,
-                RemoveCanaryService,
-                ResumeWorkload,
-                End,
-            ],
-        }
+        super::partition::ending_steps(ending)
     }
 
     fn resume(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> StepOutcome {

@@ -276,34 +276,7 @@ impl Workload for Partitioned {
     }
 
     fn ending_steps(&self, ending: Ending) -> &'static [FinalisingStep] {
-        use FinalisingStep::*;
-        match ending {
-            Ending::Success => &[
-                RestoreStableService,
-                RouteTrafficToStable,
-                RemoveCanaryService,
-                ResumeWorkload,
-                End,
-            ],
-            Ending::Cancel => &[
-                RouteTrafficToStable,
-                ResumeWorkload,
-                RestoreStableService,
-                RemoveCanaryService,
-                End,
-            ],
-            // Updated pods cannot go back until the template does: they stay, held,
-            // out of traffic behind the pinned stable Service.
-            Ending::Abort => &[RouteTrafficToStable, RemoveCanaryService, End],
-            Ending::Delete | Ending::Disable => &[
-                RouteTrafficToStable,
-                ReleaseWorkloadControl,
-                RestoreStableService,
-                RemoveCanaryService,
-                ResumeWorkload,
-                End,
-            ],
-        }
+        ending_steps(ending)
     }
 
     fn resume(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> StepOutcome {
@@ -359,5 +332,37 @@ impl Workload for Partitioned {
         }
         json_patch::merge(object, &(self.partition_patch)((self.webhook_hold)()));
         true
+    }
+}
+
+/// How a release of a workload updated in place ends, whatever its kind.
+pub(super) fn ending_steps(ending: Ending) -> &'static [FinalisingStep] {
+    use FinalisingStep::*;
+    match ending {
+        Ending::Success => &[
+            RestoreStableService,
+            RouteTrafficToStable,
+            RemoveCanaryService,
+            ResumeWorkload,
+            End,
+        ],
+        Ending::Cancel => &[
+            RouteTrafficToStable,
+            ResumeWorkload,
+            RestoreStableService,
+            RemoveCanaryService,
+            End,
+        ],
+        // Updated pods cannot go back until the template does: they stay, held, out
+        // of traffic behind the pinned stable Service.
+        Ending::Abort => &[RouteTrafficToStable, RemoveCanaryService, End],
+        Ending::Delete | Ending::Disable => &[
+            RouteTrafficToStable,
+            ReleaseWorkloadControl,
+            RestoreStableService,
+            RemoveCanaryService,
+            ResumeWorkload,
+            End,
+        ],
     }
 }
