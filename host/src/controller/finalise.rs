@@ -87,14 +87,7 @@ pub fn run(o: &Observed, p: &mut Plan, ending: Ending) -> bool {
         .unwrap_or(0);
     // First the mark the admission webhook holds the workload by: once it is gone,
     // the workload may be let go of.
-    if w.annotations
-        .contains_key(crate::admission::workloads::IN_PROGRESSING)
-    {
-        p.writes.push(w.patch(
-            o.namespace(),
-            serde_json::json!({"metadata": {"annotations": {crate::admission::workloads::IN_PROGRESSING: null}}}),
-        ));
-    }
+    p.writes.extend(w.unmark(o.namespace(), false));
     let grace = routing.map_or(0, |r| r.grace_ms());
     let last = c.last_update_time.as_ref().map_or(0, status::millis);
     let mut done_all = false;

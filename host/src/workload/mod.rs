@@ -4,8 +4,9 @@
 //! Two styles: a *canary-style* workload (a Deployment) gets an extra canary
 //! Deployment with the new template, scaled per step; a *partition-style* workload
 //! (a CloneSet, a StatefulSet, a Deployment whose Rollout asks for the partition
-//! rolling style — see [`of_rollout`]) updates its own pods in place, per step. A new kind of workload is a new file here and one line in [`KINDS`]:
-//! the controller's stages call the trait and never name a kind.
+//! rolling style — see [`of_rollout`]) updates its own pods in place, per step. A
+//! new kind of workload is a new file here and one line in [`KINDS`]: the
+//! controller's stages call the trait and never name a kind.
 
 mod cloneset;
 mod deployment;
@@ -276,6 +277,9 @@ pub struct WorkloadView {
     pub replica_sets: Vec<ReplicaSetView>,
 }
 
+/// The pod label naming the step a pod came up in (Kruise's batch labels).
+pub const BATCH_ID: &str = "rollouts.kruise.io/rollout-batch-id";
+
 /// A pod of the release's revision as batch labelling sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodLabels {
@@ -305,7 +309,7 @@ pub fn pod_labels(pods: &[Value]) -> Vec<PodLabels> {
                 .unwrap_or_default()
                 .to_owned(),
             rollout_id: label(p, crate::admission::workloads::ROLLOUT_ID),
-            batch_id: label(p, "rollouts.kruise.io/rollout-batch-id"),
+            batch_id: label(p, BATCH_ID),
             terminating: p.pointer("/metadata/deletionTimestamp").is_some(),
         })
         .collect()
@@ -342,6 +346,21 @@ impl WorkloadView {
             ),
             patch,
         )
+    }
+
+    /// The write that removes the mark the admission webhook holds the workload by
+    /// (`rollouts.kruise.io/in-progressing`), when it has one. With `as_read`, it is
+    /// refused if the workload changed since it was read.
+    pub fn unmark(&self, namespace: &str, as_read: bool) -> Option<Write> {
+        use crate::admission::workloads::IN_PROGRESSING;
+        if !self.annotations.contains_key(IN_PROGRESSING) {
+            return None;
+        }
+        let mut patch = serde_json::json!({"metadata": {"annotations": {IN_PROGRESSING: null}}});
+        if as_read {
+            patch["metadata"]["resourceVersion"] = self.resource_version.clone().into();
+        }
+        Some(self.patch(namespace, patch))
     }
 }
 

@@ -17,9 +17,8 @@ use crate::rollout::stepper;
 use crate::strategy::model::Step;
 use crate::workload::{PodLabels, WorkloadView};
 
-pub use crate::admission::workloads::ROLLOUT_ID;
-/// The pod label naming the step a pod came up in.
-pub const BATCH_ID: &str = "rollouts.kruise.io/rollout-batch-id";
+use crate::admission::workloads::ROLLOUT_ID;
+use crate::workload::BATCH_ID;
 
 /// The release's id: the workload's label, else its canary revision.
 pub fn rollout_id(w: &WorkloadView) -> String {

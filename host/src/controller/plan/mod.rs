@@ -17,7 +17,7 @@ use crate::kruise::v1alpha1::{CanaryStatus, RELEASE_LOG, ReleaseRecord, RolloutS
 use crate::kruise::validate;
 use crate::strategy::model::{Decision, StepState};
 use crate::traffic::services;
-use crate::workload::{WORKLOAD_TYPE_LABEL, WorkloadView, same_template};
+use crate::workload::{Style, WORKLOAD_TYPE_LABEL, WorkloadView, same_template};
 
 pub use rolling::{Sighting, convergence, strategy_input};
 
@@ -349,7 +349,6 @@ fn abort_requested(p: &Plan) -> bool {
         .is_some_and(|s| s.last_action == REQUESTED_ABORT)
 }
 
-/// The template differs from the one this release started with.
 /// The workload's template went back to the stable one mid-release. A partition
 /// workload compares its update revision with the stable revision the release
 /// recorded: once a step updates every pod, the workload's own current revision
@@ -360,11 +359,12 @@ fn rolled_back(o: &Observed, w: &WorkloadView) -> bool {
         .map(|c| c.stable_revision)
         .filter(|s| !s.is_empty());
     match (w.kind.style(), recorded, &w.update_revision) {
-        (crate::workload::Style::Partition, Some(stable), Some(update)) => *update == stable,
+        (Style::Partition, Some(stable), Some(update)) => *update == stable,
         _ => !w.has_new_template(),
     }
 }
 
+/// The template differs from the one this release started with.
 fn template_moved_on(o: &Observed, w: &WorkloadView) -> bool {
     let recorded = status_of(o)
         .canary_status
@@ -625,16 +625,9 @@ fn idle(o: &Observed, p: &mut Plan) {
     // status does not show yet looks the same), and only the version read: the
     // mark's removal is refused if a new template came in between.
     if w.rolled_out
-        && w.annotations
-            .contains_key(crate::admission::workloads::IN_PROGRESSING)
+        && let Some(unmark) = w.unmark(o.namespace(), true)
     {
-        p.writes.push(w.patch(
-            o.namespace(),
-            serde_json::json!({"metadata": {
-                "resourceVersion": w.resource_version,
-                "annotations": {crate::admission::workloads::IN_PROGRESSING: null},
-            }}),
-        ));
+        p.writes.push(unmark);
         p.writes.extend(w.kind.release(o, w));
     }
 }
