@@ -76,6 +76,8 @@ pub fn mutate(
     replica_sets: &[Value],
 ) -> Option<Value> {
     let rollout = matched_rollout(kind, new, rollouts)?;
+    // The Rollout says how the workload is released (a Deployment in place or not).
+    let kind = workload::of_rollout(rollout).unwrap_or(kind);
     let mut object = new.clone();
     if !annotation(new, IN_PROGRESSING).is_empty() {
         return kind.keep_held(&mut object, old).then_some(object);

@@ -25,7 +25,7 @@ pub struct Snapshot {
     /// The workload, if it exists.
     #[serde(default)]
     pub workload: Option<Value>,
-    /// ReplicaSets of the workload and of its canary (canary-style workloads).
+    /// ReplicaSets of a Deployment and of its canary (a Deployment's releases).
     #[serde(default)]
     pub replica_sets: Vec<Value>,
     /// The Rollout's canary workloads.

@@ -23,7 +23,7 @@ pub const CANARY_LABEL: &str = "rollouts.kruise.io/canary-deployment";
 pub const STABLE_REVISION_LABEL: &str = "rollouts.kruise.io/stable-revision";
 
 /// The revision label of a Deployment's pods.
-const HASH: &str = "pod-template-hash";
+pub(super) const HASH: &str = "pod-template-hash";
 
 /// The Deployment kind.
 pub struct Deployment;
@@ -136,52 +136,13 @@ fn without_patch_metadata(rollout: &Rollout, mut template: Value, workload: &Val
     template
 }
 
-/// The partition-style strategy annotation of a Deployment released in place.
-fn partition_strategy(object: &Value) -> Option<Value> {
-    let text = object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(super::STRATEGY_ANNOTATION))
-        .and_then(Value::as_str)?;
-    let strategy: Value = serde_json::from_str(text).ok()?;
-    strategy
-        .get("rollingStyle")
-        .and_then(Value::as_str)
-        .is_some_and(|s| s.eq_ignore_ascii_case("partition"))
-        .then_some(strategy)
-}
-
-/// Kruise's hold of a Deployment released in place: `Recreate` keeps its own
-/// controller still, and a `rollingUpdate` written meanwhile is kept in the strategy
-/// annotation (it applies once the release ends). Whether `object` changed.
-fn keep_held_in_place(object: &mut Value, mut strategy: Value) -> bool {
-    let mut changed = false;
-    if object
-        .pointer("/spec/strategy/type")
-        .and_then(Value::as_str)
-        != Some("Recreate")
-    {
-        object["spec"]["strategy"]["type"] = json!("Recreate");
-        changed = true;
-    }
-    let rolling = object
-        .pointer_mut("/spec/strategy")
-        .and_then(Value::as_object_mut)
-        .and_then(|s| s.remove("rollingUpdate"));
-    if let Some(rolling) = rolling.filter(|r| !r.is_null()) {
-        strategy["rollingUpdate"] = rolling;
-        object["metadata"]["annotations"][super::STRATEGY_ANNOTATION] = json!(strategy.to_string());
-        changed = true;
-    }
-    changed
-}
-
-fn hash_of(rs: &Value) -> Option<String> {
+pub(super) fn hash_of(rs: &Value) -> Option<String> {
     rs.pointer(&format!("/metadata/labels/{HASH}"))
         .and_then(Value::as_str)
         .map(str::to_owned)
 }
 
-fn revision_of(rs: &Value) -> i64 {
+pub(super) fn revision_of(rs: &Value) -> i64 {
     rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
         .and_then(Value::as_str)
         .and_then(|r| r.parse().ok())
@@ -196,7 +157,7 @@ fn live_canary<'a>(snapshot: &'a Snapshot, rollout_uid: &'a str) -> Option<&'a V
 }
 
 /// The `pod-template-hash` of the ReplicaSet of `owner_uid` running `template`.
-fn hash_for(snapshot: &Snapshot, owner_uid: &str, template: &Value) -> Option<String> {
+pub(super) fn hash_for(snapshot: &Snapshot, owner_uid: &str, template: &Value) -> Option<String> {
     snapshot
         .replica_sets
         .iter()
@@ -208,9 +169,10 @@ fn hash_for(snapshot: &Snapshot, owner_uid: &str, template: &Value) -> Option<St
         .find_map(hash_of)
 }
 
-/// Reads the Deployment `name` into the snapshot with its ReplicaSets: the stable's
-/// and the new template's carry the template's labels, so a list by the Deployment's
-/// selector finds them, and no other. False when there is no such Deployment.
+/// Reads the Deployment `name` into the snapshot with its ReplicaSets, and a canary
+/// Deployment's: all carry the template's labels, so a list by the Deployment's
+/// selector finds them (ownership tells them apart). False when there is no such
+/// Deployment.
 pub(super) async fn read_with_replica_sets(
     client: &kube::Client,
     api: &Api<DynamicObject>,
@@ -545,12 +507,6 @@ impl Workload for Deployment {
         Vec::new()
     }
 
-    fn promoted_revision(&self, w: &WorkloadView, canary_pod_template_hash: &str) -> String {
-        w.update_revision
-            .clone()
-            .unwrap_or_else(|| canary_pod_template_hash.to_owned())
-    }
-
     fn workload_type(&self) -> &'static str {
         "deployment"
     }
@@ -611,9 +567,6 @@ impl Workload for Deployment {
         if object.pointer("/spec/paused") != Some(&Value::Bool(true)) {
             object["spec"]["paused"] = json!(true);
             changed = true;
-        }
-        if let Some(strategy) = partition_strategy(object) {
-            return keep_held_in_place(object, strategy) || changed;
         }
         // A Recreate strategy would replace every pod at once: the old one stays.
         if object

@@ -15,7 +15,10 @@ use kube::api::Api;
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
-use super::deployment::{Deployment, STABLE_REVISION_LABEL, pods_of_hash, read_with_replica_sets};
+use super::deployment::{
+    Deployment, HASH, STABLE_REVISION_LABEL, hash_for, hash_of, pods_of_hash,
+    read_with_replica_sets, revision_of,
+};
 use super::{
     CanaryView, StepOutcome, Style, Workload, WorkloadView, controller_uid, count, failed_pods,
     namespace, pods_with, ready_pods, same_template, string_map,
@@ -33,9 +36,10 @@ pub const EXTRA_STATUS_ANNOTATION: &str = "rollouts.kruise.io/deployment-extra-s
 /// Kruise's label on a Deployment whose ReplicaSets the release moves.
 pub const CONTROL_LABEL: &str = "rollouts.kruise.io/controlled-by-advanced-deployment-controller";
 
-const HASH: &str = "pod-template-hash";
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
+/// Written beside `desired-replicas` because Kubernetes' proportional scaling reads
+/// both once the Deployment is given back.
 const MAX: &str = "deployment.kubernetes.io/max-replicas";
 
 /// The Deployment kind released in place.
@@ -133,10 +137,12 @@ pub fn moves(sets: &[ReplicaSetView], b: Bounds) -> Option<Move> {
     let old: Vec<&ReplicaSetView> = active.iter().copied().filter(|s| !s.current).collect();
     let old_total: i64 = old.iter().map(|s| i64::from(s.replicas)).sum();
 
-    // Grow the new ReplicaSet first: never beyond the step, the surge or the replicas.
+    // With no old pods left the new ReplicaSet is the Deployment: it follows the
+    // replicas whatever the step, as Kubernetes' own controller would size it.
     if old_total == 0 {
         return (new_size != want).then(|| resize_one(new, want));
     }
+    // Grow the new ReplicaSet first: never beyond the step, the surge or the replicas.
     if new_size < limit {
         let room = want + i64::from(b.max_surge) - total;
         let grown = (new_size + room.min(want - new_size)).min(limit);
@@ -268,31 +274,23 @@ fn partition_value(size: Replicas) -> Value {
 /// down, 25% each by default, never both 0.
 fn rolling_bounds(rolling_update: Option<&Value>, replicas: u32) -> (u32, u32) {
     let resolve = |v: Option<&Value>, up: bool| -> u32 {
-        match v {
-            Some(Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
-            Some(Value::String(s)) => {
-                let p = s
-                    .strip_suffix('%')
-                    .and_then(|p| p.parse::<u64>().ok())
-                    .unwrap_or(25);
-                let scaled = u64::from(replicas) * p;
-                let n = if up {
-                    scaled.div_ceil(100)
-                } else {
-                    scaled / 100
-                };
-                u32::try_from(n).unwrap_or(replicas)
+        let percent = match v {
+            Some(Value::Number(n)) => {
+                return n.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
             }
-            _ => {
-                let scaled = u64::from(replicas) * 25;
-                u32::try_from(if up {
-                    scaled.div_ceil(100)
-                } else {
-                    scaled / 100
-                })
-                .unwrap_or(replicas)
-            }
-        }
+            Some(Value::String(s)) => s
+                .strip_suffix('%')
+                .and_then(|p| p.parse::<u64>().ok())
+                .unwrap_or(25),
+            _ => 25,
+        };
+        let scaled = u64::from(replicas) * percent;
+        let n = if up {
+            scaled.div_ceil(100)
+        } else {
+            scaled / 100
+        };
+        u32::try_from(n).unwrap_or(replicas)
     };
     let surge = resolve(rolling_update.and_then(|r| r.get("maxSurge")), true);
     let unavailable = resolve(rolling_update.and_then(|r| r.get("maxUnavailable")), false);
@@ -333,10 +331,6 @@ fn recreate(w: &WorkloadView) -> bool {
     w.spec.pointer("/strategy/type").and_then(Value::as_str) == Some("Recreate")
 }
 
-fn target(ns: &str, name: &str) -> Target {
-    Target::new("apps/v1", "Deployment", ns, name)
-}
-
 fn rs_target(ns: &str, name: &str) -> Target {
     Target::new("apps/v1", "ReplicaSet", ns, name)
 }
@@ -357,6 +351,45 @@ pub fn pod_template_hash(template: &Value) -> String {
         .bytes()
         .map(|b| ALPHABET[usize::from(b) % ALPHABET.len()] as char)
         .collect()
+}
+
+/// The partition-style strategy annotation of a Deployment released in place.
+fn partition_strategy(object: &Value) -> Option<Value> {
+    let text = object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(STRATEGY_ANNOTATION))
+        .and_then(Value::as_str)?;
+    let strategy: Value = serde_json::from_str(text).ok()?;
+    strategy
+        .get("rollingStyle")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.eq_ignore_ascii_case("partition"))
+        .then_some(strategy)
+}
+
+/// Kruise's hold of a Deployment released in place: `Recreate` keeps its own
+/// controller still, and a `rollingUpdate` written meanwhile is kept in the strategy
+/// annotation (it applies once the release ends). Whether `object` changed.
+fn keep_held_in_place(object: &mut Value, mut strategy: Value) -> bool {
+    let mut changed = false;
+    if object
+        .pointer("/spec/strategy/type")
+        .and_then(Value::as_str)
+        != Some("Recreate")
+    {
+        object["spec"]["strategy"]["type"] = json!("Recreate");
+        changed = true;
+    }
+    let rolling = object
+        .pointer_mut("/spec/strategy")
+        .and_then(Value::as_object_mut)
+        .and_then(|s| s.remove("rollingUpdate"));
+    if let Some(rolling) = rolling.filter(|r| !r.is_null()) {
+        strategy["rollingUpdate"] = rolling;
+        object["metadata"]["annotations"][STRATEGY_ANNOTATION] = json!(strategy.to_string());
+        changed = true;
+    }
+    changed
 }
 
 impl PartitionDeployment {
@@ -383,7 +416,7 @@ impl PartitionDeployment {
                 "strategy": {"type": "Recreate", "rollingUpdate": null},
             });
         }
-        vec![Write::patch(target(o.namespace(), &w.name), patch)]
+        vec![w.patch(o.namespace(), patch)]
     }
 
     /// Writes giving the Deployment back to its controller with its rolling update;
@@ -406,7 +439,7 @@ impl PartitionDeployment {
             patch["spec"]["strategy"] =
                 json!({"type": "RollingUpdate", "rollingUpdate": saved_rolling_update(w)});
         }
-        vec![Write::patch(target(o.namespace(), &w.name), patch)]
+        vec![w.patch(o.namespace(), patch)]
     }
 
     /// The ReplicaSet writes of one pass towards `limit` new pods, and Kruise's
@@ -431,8 +464,8 @@ impl PartitionDeployment {
         })
         .to_string();
         if w.annotations.get(EXTRA_STATUS_ANNOTATION) != Some(&extra) {
-            writes.push(Write::patch(
-                target(ns, &w.name),
+            writes.push(w.patch(
+                ns,
                 json!({"metadata": {"annotations": {EXTRA_STATUS_ANNOTATION: extra}}}),
             ));
         }
@@ -531,8 +564,13 @@ impl Workload for PartitionDeployment {
             if !read_with_replica_sets(client, &api, ns, name, snapshot).await? {
                 return Ok(());
             }
-            // The new template's pods, to count the ready and the failed and to label.
-            if let Some(hash) = self.view(snapshot).and_then(|(w, _)| w.update_revision) {
+            // The new template's pods, to count the ready and the failed and to label:
+            // none before its ReplicaSet is made.
+            let new_set = snapshot.workload.as_ref().and_then(|d| {
+                let uid = d.pointer("/metadata/uid").and_then(Value::as_str)?;
+                hash_for(snapshot, uid, d.pointer("/spec/template")?)
+            });
+            if let Some(hash) = new_set {
                 snapshot.pods = pods_of_hash(client, ns, &hash).await?;
             }
             Ok(())
@@ -565,13 +603,8 @@ impl Workload for PartitionDeployment {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_owned(),
-                hash: string_map(rs, "/metadata/labels")
-                    .remove(HASH)
-                    .unwrap_or_default(),
-                revision: string_map(rs, "/metadata/annotations")
-                    .get(REVISION)
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0),
+                hash: hash_of(rs).unwrap_or_default(),
+                revision: revision_of(rs),
                 replicas: count(rs, "/spec/replicas"),
                 available: count(rs, "/status/availableReplicas"),
                 current: rs
@@ -597,7 +630,7 @@ impl Workload for PartitionDeployment {
         let stable_revision = stable.unwrap_or_else(|| update.clone());
         let stable_template = owned
             .iter()
-            .find(|rs| string_map(rs, "/metadata/labels").get(HASH) == Some(&stable_revision))
+            .find(|rs| hash_of(rs).as_ref() == Some(&stable_revision))
             .and_then(|rs| rs.pointer("/spec/template").cloned());
         let generation = d
             .pointer("/metadata/generation")
@@ -708,8 +741,8 @@ impl Workload for PartitionDeployment {
             return self.hold(o, w);
         }
         let text = strategy_text(&saved_rolling_update(w), &json!(0));
-        vec![Write::patch(
-            target(o.namespace(), &w.name),
+        vec![w.patch(
+            o.namespace(),
             json!({"metadata": {"annotations": {STRATEGY_ANNOTATION: text}}}),
         )]
     }
@@ -750,12 +783,6 @@ impl Workload for PartitionDeployment {
         }
     }
 
-    fn promoted_revision(&self, w: &WorkloadView, canary_pod_template_hash: &str) -> String {
-        w.update_revision
-            .clone()
-            .unwrap_or_else(|| canary_pod_template_hash.to_owned())
-    }
-
     fn workload_type(&self) -> &'static str {
         "deployment"
     }
@@ -774,7 +801,13 @@ impl Workload for PartitionDeployment {
     }
 
     fn keep_held(&self, object: &mut Value, old: &Value) -> bool {
-        Deployment.keep_held(object, old)
+        // Before the release first holds it in place, it is held as any Deployment.
+        let Some(strategy) = partition_strategy(object) else {
+            return Deployment.keep_held(object, old);
+        };
+        let unpaused = object.pointer("/spec/paused") != Some(&Value::Bool(true));
+        object["spec"]["paused"] = json!(true);
+        keep_held_in_place(object, strategy) || unpaused
     }
 }
 

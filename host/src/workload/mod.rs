@@ -28,10 +28,9 @@ use crate::kruise::v1alpha1::Rollout;
 use crate::strategy::model::{ReplicaCounts, Replicas};
 
 pub use deployment::{CANARY_LABEL, canary_name};
-pub use deployment_partition::{
-    Bounds, CONTROL_LABEL, EXTRA_STATUS_ANNOTATION, Move, ReplicaSetView, Resize,
-    STRATEGY_ANNOTATION, limit_of, moves, pod_template_hash,
-};
+pub use deployment_partition::ReplicaSetView;
+#[cfg(test)]
+pub(crate) use deployment_partition::{STRATEGY_ANNOTATION, pod_template_hash};
 
 /// The workloads Sluice releases: one registration each.
 pub static KINDS: &[&dyn Workload] = &[
@@ -178,7 +177,11 @@ pub trait Workload: Send + Sync + 'static {
     /// Writes once every step of `ending` is done.
     fn after_ending(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> Vec<Write>;
     /// The stable revision once a release succeeded.
-    fn promoted_revision(&self, w: &WorkloadView, canary_pod_template_hash: &str) -> String;
+    fn promoted_revision(&self, w: &WorkloadView, canary_pod_template_hash: &str) -> String {
+        w.update_revision
+            .clone()
+            .unwrap_or_else(|| canary_pod_template_hash.to_owned())
+    }
 
     /// Its `rollouts.kruise.io/workload-type` label, which Kruise's webhooks select
     /// workloads by.

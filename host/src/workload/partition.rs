@@ -316,12 +316,6 @@ impl Workload for Partitioned {
         }
     }
 
-    fn promoted_revision(&self, w: &WorkloadView, canary_pod_template_hash: &str) -> String {
-        w.update_revision
-            .clone()
-            .unwrap_or_else(|| canary_pod_template_hash.to_owned())
-    }
-
     fn workload_type(&self) -> &'static str {
         self.workload_type
     }

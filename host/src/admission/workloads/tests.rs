@@ -70,6 +70,12 @@ fn in_place(rolling_update: Value) -> Value {
 fn kruise_deployment_cases() {
     let deploy = kind("apps/v1", "Deployment");
     let matched = rollout("Deployment", "apps/v1", "echoserver", json!({}));
+    let in_place_rollout = rollout(
+        "Deployment",
+        "apps/v1",
+        "echoserver",
+        json!({"metadata": {"annotations": {"rollouts.kruise.io/rolling-style": "partition"}}}),
+    );
     let routed = rollout(
         "Deployment",
         "apps/v1",
@@ -208,7 +214,7 @@ fn kruise_deployment_cases() {
                 d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
                 d
             },
-            vec![matched.clone()],
+            vec![in_place_rollout.clone()],
             &v1_set,
             Some(in_place(json!({"maxSurge": 1, "maxUnavailable": 0}))),
         ),
@@ -217,10 +223,11 @@ fn kruise_deployment_cases() {
             {
                 let mut d = in_progress(deployment("echoserver:v2"), HELD);
                 d["spec"]["paused"] = json!(true);
+                d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
                 d
             },
             in_place(json!({"maxSurge": "25%", "maxUnavailable": "25%"})),
-            vec![matched.clone()],
+            vec![in_place_rollout.clone()],
             &v1_set,
             None,
         ),

@@ -203,18 +203,12 @@ fn rolling_bounds_default_to_a_quarter_and_are_never_both_zero() {
 }
 
 #[test]
-fn a_made_replica_set_hash_is_stable_and_in_kubernetes_alphabet() {
+fn a_made_replica_set_hash_follows_the_template_not_its_hash_label() {
     let t = json!({"metadata": {"labels": {"app": "echo"}}, "spec": {"containers": [{"name": "e", "image": "v2"}]}});
     let mut labelled = t.clone();
     labelled["metadata"]["labels"]["pod-template-hash"] = json!("abc");
     let h = pod_template_hash(&t);
     assert_eq!(h, pod_template_hash(&labelled));
-    assert!(!h.is_empty() && h.len() <= 10, "{h}");
-    assert!(
-        h.bytes()
-            .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)),
-        "{h}"
-    );
     let mut other = t.clone();
     other["spec"]["containers"][0]["image"] = json!("v3");
     assert_ne!(h, pod_template_hash(&other));
