@@ -87,15 +87,15 @@ const MEANINGFUL_ZERO: &[(&str, &str)] = &[
     ("SecretKeySelector", "optional"),
     ("ConfigMapEnvSource", "optional"),
     ("SecretEnvSource", "optional"),
-    ("Probe", "successThreshold"),
     ("ServiceSpec", "allocateLoadBalancerNodePorts"),
-    ("SessionAffinityConfig", "timeoutSeconds"),
-    ("ClientIPConfig", "timeoutSeconds"),
-    ("HTTPIngressPath", "pathType"),
+    ("ClientIpConfig", "timeoutSeconds"),
+    ("HttpIngressPath", "pathType"),
     ("PodDisruptionBudgetSpec", "minAvailable"),
     ("PodDisruptionBudgetSpec", "maxUnavailable"),
     ("RollingUpdateDeployment", "maxUnavailable"),
     ("RollingUpdateDeployment", "maxSurge"),
+    ("LeaseSpec", "leaseDurationSeconds"),
+    ("LeaseSpec", "leaseTransitions"),
 ];
 
 fn unsupported(message: String) -> ApiError {
@@ -161,14 +161,100 @@ enum Undecodable {
     Invalid(prost::DecodeError),
 }
 
-/// `raw` as a `T`, in JSON; refused when `T` does not hold all of it (its
-/// re-encoding is shorter: prost skipped fields it does not know).
+/// `raw` as a `T`, in JSON; refused when `T` does not hold all of it (prost skips
+/// fields it does not know).
 fn json_of<T: Message + Default + ToJson>(raw: &[u8]) -> Result<Value, Undecodable> {
     let message = T::decode(raw).map_err(Undecodable::Invalid)?;
-    if message.encoded_len() != raw.len() {
+    // The same length: nothing was skipped. Otherwise, field by field.
+    if message.encoded_len() != raw.len() && !holds_only_known(raw, &message.encode_to_vec()) {
         return Err(Undecodable::Newer);
     }
     Ok(message.to_json())
+}
+
+/// One field of a protobuf message on the wire.
+struct WireField<'a> {
+    tag: u64,
+    wire_type: u64,
+    /// The value: a varint's or a fixed number's bytes, a length-delimited field's
+    /// content.
+    payload: &'a [u8],
+}
+
+impl WireField<'_> {
+    /// A map entry's zero key or value (tag 1 or 2): Go writes it, prost does not.
+    fn is_map_entry_zero(&self) -> bool {
+        (self.tag == 1 || self.tag == 2)
+            && match self.wire_type {
+                0 => self.payload == [0],
+                2 => self.payload.is_empty(),
+                _ => false,
+            }
+    }
+}
+
+fn read_varint(bytes: &mut &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// The fields of a message, in order; `None` when `bytes` is not one.
+fn wire_fields(mut bytes: &[u8]) -> Option<Vec<WireField<'_>>> {
+    let mut fields = Vec::new();
+    while !bytes.is_empty() {
+        let (key, _) = read_varint(&mut bytes)?;
+        let (tag, wire_type) = (key >> 3, key & 7);
+        let len = match wire_type {
+            0 => {
+                let mut rest = bytes;
+                read_varint(&mut rest)?.1
+            }
+            1 => 8,
+            2 => usize::try_from(read_varint(&mut bytes)?.0).ok()?,
+            5 => 4,
+            _ => return None,
+        };
+        let payload = bytes.get(..len)?;
+        bytes = &bytes[len..];
+        fields.push(WireField {
+            tag,
+            wire_type,
+            payload,
+        });
+    }
+    Some(fields)
+}
+
+/// Whether `original` holds nothing that `canonical`, prost's encoding of what it
+/// decoded from it, lacks. Both write fields in tag order; they may differ only
+/// where prost leaves out a map entry's zero key or value, which Go writes.
+fn holds_only_known(original: &[u8], canonical: &[u8]) -> bool {
+    let (Some(original), Some(canonical)) = (wire_fields(original), wire_fields(canonical)) else {
+        return false;
+    };
+    let mut canonical = canonical.into_iter().peekable();
+    for field in original {
+        match canonical.peek() {
+            Some(c) if c.tag == field.tag && c.wire_type == field.wire_type => {
+                let same = c.payload == field.payload
+                    || (field.wire_type == 2 && holds_only_known(field.payload, c.payload));
+                if !same {
+                    return false;
+                }
+                canonical.next();
+            }
+            _ if field.is_map_entry_zero() => {}
+            _ => return false,
+        }
+    }
+    canonical.next().is_none()
 }
 
 /// A Kubernetes type as its JSON.

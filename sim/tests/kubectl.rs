@@ -55,6 +55,7 @@ async fn create_get_patch_scale_set_image_delete() {
 
     let cm = k.json(&["get", "configmap", "settings"]).await;
     assert_eq!(cm["data"]["mode"], "fast");
+    assert_eq!(cm["data"]["unset"], "");
 
     k.run(
         &[
@@ -241,6 +242,8 @@ async fn generators_send_protobuf_and_what_they_set_is_kept() {
             "team-a",
             &from_file,
             "--from-literal=mode=fast",
+            // Go writes a map entry's empty value; the types' own encoder would not.
+            "--from-literal=unset=",
         ],
         "",
     )
@@ -254,6 +257,7 @@ async fn generators_send_protobuf_and_what_they_set_is_kept() {
         .expect("base64");
     assert_eq!(stored, module);
     assert_eq!(cm["data"]["mode"], "fast");
+    assert_eq!(cm["data"]["unset"], "");
 
     k.run(
         &[
@@ -262,12 +266,14 @@ async fn generators_send_protobuf_and_what_they_set_is_kept() {
             "generic",
             "creds",
             "--from-literal=password=s3cr3t",
+            "--from-literal=empty=",
         ],
         "",
     )
     .await;
     let secret = k.json(&["get", "secret", "creds"]).await;
     assert_eq!(secret["data"]["password"], "czNjcjN0");
+    assert_eq!(secret["data"]["empty"], "");
     assert_eq!(secret["type"], "Opaque");
 
     // A Deployment: its pods run; `--replicas=0` stays 0 (a pointer's zero kept).

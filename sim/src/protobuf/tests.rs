@@ -56,6 +56,22 @@ fn a_field_newer_than_the_types_is_refused_not_dropped() {
 }
 
 #[test]
+fn a_map_entry_with_an_empty_value_as_go_writes_it_is_kept() {
+    // ConfigMap{data: {"empty": "", "k": "v"}} as Go writes it: the empty value's
+    // field is there (`12 00`), where prost leaves it out.
+    let mut raw = vec![0x12, 0x09, 0x0a, 0x05];
+    raw.extend(b"empty");
+    raw.extend([0x12, 0x00]);
+    raw.extend([0x12, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v']);
+    let json = decode(&envelope("v1", "ConfigMap", raw.clone())).expect("decoded");
+    assert_eq!(json["data"], serde_json::json!({"empty": "", "k": "v"}));
+    // An unknown field beside it is still refused.
+    raw.extend([0x7a, 0x02, b'h', b'i']);
+    let err = decode(&envelope("v1", "ConfigMap", raw)).expect_err("refused");
+    assert_eq!(err.code, 415);
+}
+
+#[test]
 fn what_is_not_a_built_in_kind_or_not_protobuf_is_named() {
     let err = decode(&envelope(
         "rollouts.kruise.io/v1alpha1",
@@ -172,4 +188,19 @@ fn kubernetes_own_json_for_times_ports_quantities_and_volumes() {
             },
         })
     );
+}
+
+#[test]
+fn every_meaningful_zero_names_a_field_the_generated_code_writes() {
+    // A pair naming no written field would be silently ignored: its zero dropped.
+    let generated: String = include_str!("generated.rs")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    for (message, field) in MEANINGFUL_ZERO {
+        assert!(
+            generated.contains(&format!("\"{message}\",\"{field}\",")),
+            "{message}.{field} is not a field the generated code writes"
+        );
+    }
 }
