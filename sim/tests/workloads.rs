@@ -181,33 +181,38 @@ async fn paused_holds_template_changes_but_scales() {
     .await;
 }
 
-/// What an advanced Deployment controller (Kruise's, Sluice's release in place)
-/// relies on: a paused `Recreate` Deployment with two active ReplicaSets is left
-/// to whoever moves them, and a ReplicaSet another controller made for the
-/// Deployment's template is its new ReplicaSet, whatever its name.
-#[tokio::test]
-async fn a_paused_recreate_deployment_leaves_its_replicasets_to_their_mover_then_adopts_them() {
-    let sim = sim().await;
-    let api: Api<Deployment> = Api::namespaced(client(&sim), "default");
+/// The ReplicaSets' names and sizes.
+async fn replica_set_sizes(rs: &Api<ReplicaSet>) -> Vec<(String, i32)> {
+    rs.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| (r.metadata.name.unwrap(), r.spec.replicas.unwrap_or(0)))
+        .collect()
+}
+
+/// Deployment `web` of 4 rolled out on v1, then paused with the v2 template and
+/// `strategy`; a ReplicaSet `web-made` of 1 pod, made for v2 by another controller,
+/// and v1's down to 3. Returns the v1 ReplicaSet's name.
+async fn paused_between_two_replicasets(
+    sim: &sluice_sim::Sim,
+    api: &Api<Deployment>,
+    rs: &Api<ReplicaSet>,
+    strategy: Value,
+) -> String {
     api.create(
         &PostParams::default(),
         &deployment("web", 4, "demo:v1", json!({})),
     )
     .await
     .unwrap();
-    until(&sim, "v1 is rolled out", || deployment_done(&api, "web", 4)).await;
-    let rs: Api<ReplicaSet> = Api::namespaced(client(&sim), "default");
-    let v1 = rs
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .remove(0);
-    let v1_name = v1.metadata.name.clone().unwrap();
+    until(sim, "v1 is rolled out", || deployment_done(api, "web", 4)).await;
+    let v1_name = replica_set_sizes(rs).await.remove(0).0;
     let uid = api.get("web").await.unwrap().metadata.uid.unwrap();
     api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {
         "paused": true,
-        "strategy": {"type": "Recreate", "rollingUpdate": null},
+        "strategy": strategy,
         "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "demo:v2"}]}},
     }})))
     .await
@@ -228,20 +233,27 @@ async fn a_paused_recreate_deployment_leaves_its_replicasets_to_their_mover_then
     )
     .await
     .unwrap();
-    until(&sim, "one v2 pod counted as updated", || async {
+    until(sim, "one v2 pod counted as updated", || async {
         let d = api.get("web").await.unwrap();
         let s = d.status.unwrap_or_default();
         s.updated_replicas == Some(1) && s.ready_replicas == Some(4)
     })
     .await;
-    let sizes: Vec<(String, i32)> = rs
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|r| (r.metadata.name.unwrap(), r.spec.replicas.unwrap()))
-        .collect();
+    v1_name
+}
+
+/// What an advanced Deployment controller (Kruise's, Sluice's release in place)
+/// relies on: a paused `Recreate` Deployment with two active ReplicaSets is left
+/// to whoever moves them, and a ReplicaSet another controller made for the
+/// Deployment's template is its new ReplicaSet, whatever its name.
+#[tokio::test]
+async fn a_paused_recreate_deployment_leaves_its_replicasets_to_their_mover_then_adopts_them() {
+    let sim = sim().await;
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "default");
+    let rs: Api<ReplicaSet> = Api::namespaced(client(&sim), "default");
+    let recreate = json!({"type": "Recreate", "rollingUpdate": null});
+    let v1_name = paused_between_two_replicasets(&sim, &api, &rs, recreate).await;
+    let sizes = replica_set_sizes(&rs).await;
     assert_eq!(sizes.len(), 2, "no ReplicaSet of its own: {sizes:?}");
     assert!(
         sizes.contains(&(v1_name.clone(), 3)) && sizes.contains(&("web-made".into(), 1)),
@@ -258,17 +270,50 @@ async fn a_paused_recreate_deployment_leaves_its_replicasets_to_their_mover_then
         deployment_done(&api, "web", 4)
     })
     .await;
-    let names: Vec<String> = rs
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|r| r.metadata.name.unwrap())
-        .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(replica_set_sizes(&rs).await.len(), 2);
     let made = rs.get("web-made").await.unwrap();
     assert_eq!(made.spec.replicas, Some(4));
+}
+
+/// Kubernetes' `sync/scale` of a paused rolling-update Deployment: a change of
+/// replicas is spread over its active ReplicaSets by size, and once the new one
+/// alone is enough (saturated), the old ones go to 0.
+#[tokio::test]
+async fn a_paused_rolling_deployment_scales_its_replicasets_by_size_and_a_saturated_new_one_empties_the_old()
+ {
+    let sim = sim().await;
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "default");
+    let rs: Api<ReplicaSet> = Api::namespaced(client(&sim), "default");
+    let rolling =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+    let v1_name = paused_between_two_replicasets(&sim, &api, &rs, rolling).await;
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 8}})),
+    )
+    .await
+    .unwrap();
+    // 3 of 4 and 1 of 4, at 8: 6 and 2.
+    until(&sim, "the scale spread by size", || async {
+        let sizes = replica_set_sizes(&rs).await;
+        sizes.contains(&(v1_name.clone(), 6)) && sizes.contains(&("web-made".into(), 2))
+    })
+    .await;
+
+    rs.patch(
+        "web-made",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 8}})),
+    )
+    .await
+    .unwrap();
+    until(&sim, "the old ReplicaSet emptied", || async {
+        let sizes = replica_set_sizes(&rs).await;
+        sizes.contains(&(v1_name.clone(), 0)) && sizes.contains(&("web-made".into(), 8))
+    })
+    .await;
+    assert_eq!(replica_set_sizes(&rs).await.len(), 2);
 }
 
 #[tokio::test]

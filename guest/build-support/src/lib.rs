@@ -197,8 +197,12 @@ pub fn ensure_target(target: &str) -> bool {
     };
     // Two build scripts of one build may both find the target missing; rustup does
     // not serialise installs of one toolchain.
-    let lock = env::temp_dir().join("sluice-rustup-target-add.lock");
-    let Ok(lock) = std::fs::File::create(&lock) else {
+    // Beside the build's own files: a shared directory may hold another user's.
+    let dir = guest_target_dir(Path::new("."));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return false;
+    }
+    let Ok(lock) = std::fs::File::create(dir.join("rustup-target-add.lock")) else {
         return false;
     };
     if lock.lock().is_err() {

@@ -283,21 +283,15 @@ fn desired_replicas(rs: &Value) -> Option<i64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// A paused Deployment still scales: the difference goes to its ReplicaSets by size.
+/// A paused Deployment still scales: the difference goes to its ReplicaSets by size
+/// (called with two active ReplicaSets or more, so `total` is not 0).
 fn scale_proportionally(store: &Store, sets: &[Arc<Value>], want: i64) -> Result<(), ApiError> {
     let total: i64 = sets.iter().map(|rs| replicas(rs)).sum();
-    if total == want || sets.is_empty() {
+    if total == want {
         return Ok(());
     }
     let mut ordered: Vec<&Arc<Value>> = sets.iter().collect();
     ordered.sort_by_key(|rs| std::cmp::Reverse((replicas(rs), revision(rs))));
-    if total == 0 {
-        let newest = sets
-            .iter()
-            .max_by_key(|rs| revision(rs))
-            .unwrap_or(&sets[0]);
-        return set_replicas(store, newest, want, want);
-    }
     let mut left = want;
     for (i, rs) in ordered.iter().enumerate() {
         let share = if i + 1 == ordered.len() {
