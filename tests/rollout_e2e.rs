@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::cluster::{Cluster, within_binomial};
+use support::cluster::{Cluster, condition, within_binomial};
 use support::echo::{HOST, app, deployment, rollout};
 
 async fn v1_healthy(c: &Cluster, steps: &str, replicas: u32) {
@@ -12,16 +12,6 @@ async fn v1_healthy(c: &Cluster, steps: &str, replicas: u32) {
     c.apply(&rollout(steps)).await;
     c.until_healthy("echo").await;
     c.until_governed("apps", "deployments", "echo").await;
-}
-
-fn canary_deployments(c: &Cluster) -> Vec<Value> {
-    c.objects("apps", "deployments")
-        .into_iter()
-        .filter(|d| {
-            d.pointer("/metadata/labels/rollouts.kruise.io~1canary-deployment")
-                .is_some()
-        })
-        .collect()
 }
 
 fn stable_selector_hash(c: &Cluster) -> Option<String> {
@@ -40,7 +30,7 @@ async fn assert_clean(c: &Cluster, image: &str, replicas: usize) {
     })
     .await;
     assert!(
-        canary_deployments(c).is_empty(),
+        c.canary_deployments().is_empty(),
         "a canary Deployment is left"
     );
     assert!(
@@ -79,15 +69,6 @@ async fn assert_clean(c: &Cluster, image: &str, replicas: usize) {
             .contains_key("rollouts.kruise.io/in-progressing"),
         "the release's mark is left on the workload"
     );
-}
-
-fn condition(r: &sluice::kruise::v1alpha1::Rollout, type_: &str) -> Option<(String, String)> {
-    r.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
 #[tokio::test]
@@ -310,7 +291,7 @@ async fn deployment_v1_v2_percentage_20_40_60_80_90_and_replicas_3() {
             "step {step}"
         );
         if step == 1 {
-            let canary_deployment = canary_deployments(&c).pop().expect("the canary Deployment");
+            let canary_deployment = c.canary_deployments().pop().expect("the canary Deployment");
             assert_eq!(
                 canary_deployment.pointer("/spec/template/metadata/labels/pod"),
                 Some(&json!("canary"))
@@ -780,7 +761,7 @@ async fn disabling_mid_release_releases_everything() {
         c.object("networking.k8s.io", "ingresses", "echo-canary")
             .is_none()
     );
-    assert!(canary_deployments(&c).is_empty());
+    assert!(c.canary_deployments().is_empty());
     c.until("v2 rolls out natively", || async {
         c.ready_pods_with("barnett/canarydemo:v2") == 5
     })
@@ -919,7 +900,8 @@ async fn a_failing_strategy_pauses_its_rollout_only() {
     );
     // A reconcile writes its status after its other writes: by the time the failure
     // is reported, a canary made for it would exist. None was.
-    let canaries: Vec<String> = canary_deployments(&c)
+    let canaries: Vec<String> = c
+        .canary_deployments()
         .iter()
         .filter_map(|d| d.pointer("/metadata/labels/rollouts.kruise.io~1canary-deployment"))
         .filter_map(|v| v.as_str().map(str::to_owned))

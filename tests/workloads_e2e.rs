@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::cluster::{Cluster, SERVICE_AND_INGRESS, within_binomial};
+use support::cluster::{Cluster, SERVICE_AND_INGRESS, condition, edited, within_binomial};
 
 const HOST: &str = "echo.example.com";
 
@@ -424,7 +424,8 @@ async fn the_controller_serves_metrics_and_health() {
 
 /// The CloneSet carrying the workload label `rollouts.kruise.io/rollout-id: 1`.
 fn labelled_cloneset(image: &str) -> String {
-    cloneset(image).replace(
+    edited(
+        &cloneset(image),
         "metadata: {name: echo}",
         "metadata: {name: echo, labels: {rollouts.kruise.io/rollout-id: \"1\"}}",
     )
@@ -448,10 +449,6 @@ fn batch_counts(c: &Cluster, id: &str, batches: usize) -> Vec<usize> {
                 .count()
         })
         .collect()
-}
-
-async fn until_batches(c: &Cluster, want: &[usize]) {
-    until_batches_of(c, "1", want).await;
 }
 
 async fn until_batches_of(c: &Cluster, id: &str, want: &[usize]) {
@@ -484,7 +481,7 @@ async fn patch_batch_id_to_pods_scaling_case() {
         .await;
     c.apply(&labelled_cloneset("barnett/canarydemo:v2")).await;
     c.until_paused_at("echo", 2).await;
-    until_batches(&c, &[1, 1]).await;
+    until_batches_of(&c, "1", &[1, 1]).await;
     assert_eq!(
         partition(&c, "/spec/updateStrategy/partition"),
         json!("60%")
@@ -504,7 +501,7 @@ async fn patch_batch_id_to_pods_scaling_case() {
             .is_some_and(|s| s.canary_ready_replicas == 4)
     })
     .await;
-    until_batches(&c, &[2, 2]).await;
+    until_batches_of(&c, "1", &[2, 2]).await;
     assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 4);
     assert_eq!(
         partition(&c, "/spec/updateStrategy/partition"),
@@ -517,7 +514,7 @@ async fn patch_batch_id_to_pods_scaling_case() {
         c.ready_pods_with("barnett/canarydemo:v2") == 10
     })
     .await;
-    until_batches(&c, &[2, 2, 2, 4]).await;
+    until_batches_of(&c, "1", &[2, 2, 2, 4]).await;
 }
 
 /// Kruise's e2e "patch batch id to pods: only rollout-id changes", from its change of
@@ -588,13 +585,13 @@ async fn patch_batch_id_to_pods_normal_case() {
         .await;
     c.apply(&labelled_cloneset("barnett/canarydemo:v2")).await;
     c.until_paused_at("echo", 1).await;
-    until_batches(&c, &[1, 0, 0, 0, 0]).await;
+    until_batches_of(&c, "1", &[1, 0, 0, 0, 0]).await;
     for step in 2..=4 {
         c.approve("echo").await;
         c.until_paused_at("echo", step).await;
         let mut want = vec![0; 5];
         want[..step as usize].fill(1);
-        until_batches(&c, &want).await;
+        until_batches_of(&c, "1", &want).await;
     }
     // The last step updates every pod and completes the release (a workload whose
     // own rollout is done is not a rollback); its pod is batch 5.
@@ -604,7 +601,7 @@ async fn patch_batch_id_to_pods_normal_case() {
             == Some("Rollout progressing has been completed")
     })
     .await;
-    until_batches(&c, &[1, 1, 1, 1, 1]).await;
+    until_batches_of(&c, "1", &[1, 1, 1, 1, 1]).await;
     let r = c.rollout("echo").await;
     let releases = r
         .status
@@ -623,7 +620,8 @@ async fn patch_batch_id_to_pods_normal_case() {
 /// A Rollout of the Deployment `echo` released in place (Kruise's "advanced
 /// deployment": `rollouts.kruise.io/rolling-style: partition`).
 fn in_place_rollout(steps: &str, routing: &str) -> String {
-    rollout("Deployment", "apps/v1", steps, routing).replace(
+    edited(
+        &rollout("Deployment", "apps/v1", steps, routing),
         "metadata: {name: echo}",
         "metadata: {name: echo, annotations: {rollouts.kruise.io/rolling-style: partition}}",
     )
@@ -688,15 +686,10 @@ async fn assert_in_place_step(c: &Cluster, updated: i64) {
         ),
         Some(&json!("true"))
     );
-    let canaries = c
-        .objects("apps", "deployments")
-        .into_iter()
-        .filter(|d| {
-            d.pointer("/metadata/labels/rollouts.kruise.io~1canary-deployment")
-                .is_some()
-        })
-        .count();
-    assert_eq!(canaries, 0, "no canary Deployment in place");
+    assert!(
+        c.canary_deployments().is_empty(),
+        "no canary Deployment in place"
+    );
 }
 
 /// Once released the Deployment rolls by its own `rollingUpdate` again.
@@ -710,11 +703,17 @@ fn assert_let_go(c: &Cluster) {
         "the Deployment's own rolling update is given back"
     );
     assert!(kruise_annotation(&d, "strategy").is_none());
+    assert!(kruise_annotation(&d, "extra-status").is_none());
     assert!(
         d.pointer(
             "/metadata/labels/rollouts.kruise.io~1controlled-by-advanced-deployment-controller"
         )
         .is_none()
+    );
+    assert!(
+        d.pointer("/metadata/annotations/rollouts.kruise.io~1in-progressing")
+            .is_none(),
+        "the release's mark is left on the Deployment"
     );
 }
 
@@ -766,11 +765,7 @@ async fn advanced_deployment_rolling_with_traffic_case() {
     .await;
     assert_let_go(&c);
     let r = c.rollout("echo").await;
-    let succeeded = r
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Succeeded"))
-        .map(|c| c.status.clone());
+    let succeeded = condition(&r, "Succeeded").map(|(status, _)| status);
     assert_eq!(succeeded.as_deref(), Some("True"));
     assert!(
         c.object("networking.k8s.io", "ingresses", "echo-canary")

@@ -180,6 +180,17 @@ impl Cluster {
             .collect()
     }
 
+    /// The Rollouts' canary Deployments.
+    pub fn canary_deployments(&self) -> Vec<Value> {
+        self.objects("apps", "deployments")
+            .into_iter()
+            .filter(|d| {
+                d.pointer("/metadata/labels/rollouts.kruise.io~1canary-deployment")
+                    .is_some()
+            })
+            .collect()
+    }
+
     /// The Deployment.
     pub async fn deployment(&self, name: &str) -> Deployment {
         Api::<Deployment>::namespaced(self.client.clone(), "default")
@@ -339,3 +350,20 @@ spec:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: echo, port: {number: 80}}}}
 "#;
+
+/// A Rollout's condition of `type_`: its status and reason.
+pub fn condition(r: &sluice::kruise::v1alpha1::Rollout, type_: &str) -> Option<(String, String)> {
+    r.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// `text` with `from` replaced by `to`; `from` must be there, or a test would lose
+/// its premise without a word.
+pub fn edited(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} is not in\n{text}");
+    text.replace(from, to)
+}
