@@ -635,6 +635,31 @@ async fn in_place_v1_healthy(c: &Cluster, steps: &str, routing: &str) {
     c.until_governed("apps", "deployments", "echo").await;
 }
 
+/// Kruise's advanced-deployment e2e start: v1 of 5 under a Rollout released in place
+/// by 20%, 60%, 100% with no traffic routing, then v2 at step 1.
+async fn in_place_v2_at_step_1() -> Cluster {
+    let c = Cluster::start().await;
+    in_place_v1_healthy(
+        &c,
+        "[{replicas: 20%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 100%, pause: {}}]",
+        "",
+    )
+    .await;
+    c.apply(&support::echo::deployment("barnett/canarydemo:v2", 5))
+        .await;
+    c.until_paused_at("echo", 1).await;
+    c
+}
+
+/// Every pod on `image`, and the Deployment given back.
+async fn until_let_go_on(c: &Cluster, image: &str) {
+    c.until(&format!("every pod on {image}"), || async {
+        c.ready_pods_with(image) == 5
+    })
+    .await;
+    assert_let_go(c);
+}
+
 /// The Deployment's ReplicaSet running `image`, if any.
 fn replica_set_of(c: &Cluster, image: &str) -> Option<Value> {
     c.objects("apps", "replicasets").into_iter().find(|rs| {
@@ -779,16 +804,7 @@ async fn advanced_deployment_rolling_with_traffic_case() {
 /// the new pods double with the old (2 of 10); scaled back to 5 they halve (1).
 #[tokio::test]
 async fn advanced_deployment_scaling_case() {
-    let c = Cluster::start().await;
-    in_place_v1_healthy(
-        &c,
-        "[{replicas: 20%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 100%, pause: {}}]",
-        "",
-    )
-    .await;
-    c.apply(&support::echo::deployment("barnett/canarydemo:v2", 5))
-        .await;
-    c.until_paused_at("echo", 1).await;
+    let c = in_place_v2_at_step_1().await;
     assert_in_place_step(&c, 1).await;
     let ready_canary = |want: i32| {
         move |r: &sluice::kruise::v1alpha1::Rollout| {
@@ -823,27 +839,14 @@ async fn advanced_deployment_scaling_case() {
     // The last step (every pod) ends the release without a pause, as in Kruise.
     c.approve("echo").await;
     c.until_healthy("echo").await;
-    c.until("every pod on v2", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 5
-    })
-    .await;
-    assert_let_go(&c);
+    until_let_go_on(&c, "barnett/canarydemo:v2").await;
 }
 
 /// Kruise's e2e "advanced deployment rollback case": the template back to v1 at
 /// step 2 ends the release; the Deployment rolls its pods back to v1 itself.
 #[tokio::test]
 async fn advanced_deployment_rollback_case() {
-    let c = Cluster::start().await;
-    in_place_v1_healthy(
-        &c,
-        "[{replicas: 20%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 100%, pause: {}}]",
-        "",
-    )
-    .await;
-    c.apply(&support::echo::deployment("barnett/canarydemo:v2", 5))
-        .await;
-    c.until_paused_at("echo", 1).await;
+    let c = in_place_v2_at_step_1().await;
     c.approve("echo").await;
     c.until_paused_at("echo", 2).await;
     assert_in_place_step(&c, 3).await;
@@ -863,16 +866,7 @@ async fn advanced_deployment_rollback_case() {
 /// v2 out itself.
 #[tokio::test]
 async fn advanced_deployment_delete_rollout_case() {
-    let c = Cluster::start().await;
-    in_place_v1_healthy(
-        &c,
-        "[{replicas: 20%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 100%, pause: {}}]",
-        "",
-    )
-    .await;
-    c.apply(&support::echo::deployment("barnett/canarydemo:v2", 5))
-        .await;
-    c.until_paused_at("echo", 1).await;
+    let c = in_place_v2_at_step_1().await;
     assert_in_place_step(&c, 1).await;
     kube::Api::<sluice::kruise::v1alpha1::Rollout>::namespaced(c.client.clone(), "default")
         .delete("echo", &Default::default())
@@ -893,16 +887,7 @@ async fn advanced_deployment_delete_rollout_case() {
 /// step 2 starts again at step 1 with one v3 pod, then three.
 #[tokio::test]
 async fn advanced_deployment_continuous_rolling_case() {
-    let c = Cluster::start().await;
-    in_place_v1_healthy(
-        &c,
-        "[{replicas: 20%, pause: {}}, {replicas: 60%, pause: {}}, {replicas: 100%, pause: {}}]",
-        "",
-    )
-    .await;
-    c.apply(&support::echo::deployment("barnett/canarydemo:v2", 5))
-        .await;
-    c.until_paused_at("echo", 1).await;
+    let c = in_place_v2_at_step_1().await;
     c.approve("echo").await;
     c.until_paused_at("echo", 2).await;
     assert_in_place_step(&c, 3).await;
@@ -920,9 +905,5 @@ async fn advanced_deployment_continuous_rolling_case() {
     // The last step (every pod) ends the release without a pause, as in Kruise.
     c.approve("echo").await;
     c.until_healthy("echo").await;
-    c.until("every pod on v3", || async {
-        c.ready_pods_with("barnett/canarydemo:v3") == 5
-    })
-    .await;
-    assert_let_go(&c);
+    until_let_go_on(&c, "barnett/canarydemo:v3").await;
 }
