@@ -211,6 +211,65 @@ pub(super) async fn pods_of_hash(
     .await
 }
 
+/// What a Deployment's view holds whatever its style: the release's own fields
+/// (stable and update revisions, updated pods, partition, ReplicaSets) left empty.
+pub(super) fn base_view(kind: super::Kind, d: &Value, snapshot: &Snapshot) -> WorkloadView {
+    let text = |path: &str| {
+        d.pointer(path)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let replicas = d
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .map_or(1, |n| u32::try_from(n).unwrap_or(0));
+    let generation = d
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let want = i64::from(replicas);
+    let status = |field: &str| {
+        d.pointer(&format!("/status/{field}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let rolled_out = d
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64)
+        == Some(generation)
+        && status("updatedReplicas") == want
+        && status("replicas") == want
+        && status("availableReplicas") == want;
+    WorkloadView {
+        kind,
+        name: text("/metadata/name"),
+        uid: text("/metadata/uid"),
+        resource_version: text("/metadata/resourceVersion"),
+        generation,
+        replicas,
+        template: d.pointer("/spec/template").cloned().unwrap_or(Value::Null),
+        held: d.pointer("/spec/paused").and_then(Value::as_bool) == Some(true),
+        stable_revision: String::new(),
+        stable_template: None,
+        update_revision: None,
+        rolled_out,
+        counts: ReplicaCounts {
+            desired: replicas,
+            ready: count(d, "/status/readyReplicas"),
+            updated: count(d, "/status/updatedReplicas"),
+            failed: 0,
+        },
+        updated: ReplicaCounts::default(),
+        partition: None,
+        labels: string_map(d, "/metadata/labels"),
+        annotations: string_map(d, "/metadata/annotations"),
+        spec: d.get("spec").cloned().unwrap_or(Value::Null),
+        pods: super::pod_labels(&snapshot.pods),
+        replica_sets: Vec::new(),
+    }
+}
+
 impl Workload for Deployment {
     fn api_version(&self) -> &'static str {
         "apps/v1"
@@ -262,73 +321,16 @@ impl Workload for Deployment {
 
     fn view(&self, snapshot: &Snapshot) -> Option<(WorkloadView, Option<CanaryView>)> {
         let d = snapshot.workload.as_ref()?;
-        let uid = d
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let replicas = d
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .map_or(1, |n| u32::try_from(n).unwrap_or(0));
-        let template = d.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+        let mut view = base_view(super::Kind(&Deployment), d, snapshot);
         // The newest ReplicaSet: while the Deployment is held, a new template makes none.
         let stable = snapshot
             .replica_sets
             .iter()
-            .filter(|rs| controller_uid(rs) == Some(uid))
+            .filter(|rs| controller_uid(rs) == Some(view.uid.as_str()))
             .max_by_key(|rs| revision_of(rs));
-        let generation = d
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let want = i64::from(replicas);
-        let status = |field: &str| {
-            d.pointer(&format!("/status/{field}"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-        };
-        let rolled_out = d
-            .pointer("/status/observedGeneration")
-            .and_then(Value::as_i64)
-            == Some(generation)
-            && status("updatedReplicas") == want
-            && status("replicas") == want
-            && status("availableReplicas") == want;
-        let view = WorkloadView {
-            kind: super::Kind(&Deployment),
-            name: d
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
-            uid: uid.to_owned(),
-            resource_version: d
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
-            generation,
-            replicas,
-            template: template.clone(),
-            held: d.pointer("/spec/paused").and_then(Value::as_bool) == Some(true),
-            stable_revision: stable.and_then(hash_of).unwrap_or_default(),
-            stable_template: stable.and_then(|rs| rs.pointer("/spec/template").cloned()),
-            update_revision: None,
-            rolled_out,
-            counts: ReplicaCounts {
-                desired: replicas,
-                ready: count(d, "/status/readyReplicas"),
-                updated: count(d, "/status/updatedReplicas"),
-                failed: 0,
-            },
-            updated: ReplicaCounts::default(),
-            partition: None,
-            labels: string_map(d, "/metadata/labels"),
-            annotations: string_map(d, "/metadata/annotations"),
-            spec: d.get("spec").cloned().unwrap_or(Value::Null),
-            pods: super::pod_labels(&snapshot.pods),
-            replica_sets: Vec::new(),
-        };
+        view.stable_revision = stable.and_then(hash_of).unwrap_or_default();
+        view.stable_template = stable.and_then(|rs| rs.pointer("/spec/template").cloned());
+        let template = &view.template;
         let rollout_uid = snapshot.rollout.metadata.uid.as_deref().unwrap_or("");
         let canary = live_canary(snapshot, rollout_uid).map(|c| {
             let cuid = c
@@ -339,7 +341,7 @@ impl Workload for Deployment {
             let hash = hash_for(snapshot, cuid, &created);
             // The canary's template is the release's once what the Rollout's
             // patchPodTemplateMetadata put on it is set back as the workload has it.
-            let ctemplate = without_patch_metadata(&snapshot.rollout, created, &template);
+            let ctemplate = without_patch_metadata(&snapshot.rollout, created, template);
             let failed = hash
                 .as_deref()
                 .map_or(0, |h| failed_pods(pods_with(&snapshot.pods, HASH, h)));

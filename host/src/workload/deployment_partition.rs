@@ -10,13 +10,15 @@
 //! Once the release ends the Deployment gets its rolling update back and its own
 //! controller finishes (or undoes) the rollout.
 
+use std::collections::BTreeMap;
+
 use futures::future::BoxFuture;
 use kube::api::Api;
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
 use super::deployment::{
-    Deployment, HASH, STABLE_REVISION_LABEL, hash_for, hash_of, pods_of_hash,
+    Deployment, HASH, STABLE_REVISION_LABEL, base_view, hash_for, hash_of, pods_of_hash,
     read_with_replica_sets, revision_of,
 };
 use super::{
@@ -239,27 +241,23 @@ fn proportional(active: &[&ReplicaSetView], replicas: u32) -> Vec<Resize> {
         .collect()
 }
 
-/// Kruise's `NewRSReplicasLimit`: the new template's pods a partition allows, a
+/// Kruise's `NewRSReplicasLimit`: the new template's pods a step of `size` allows, a
 /// share rounded up but, short of 100%, leaving one old pod.
-pub fn limit_of(partition: &Value, replicas: u32) -> u32 {
-    match partition {
-        Value::String(s) => {
-            let Some(p) = s.strip_suffix('%').and_then(|p| p.parse::<u64>().ok()) else {
-                return 0;
-            };
-            let n = (u64::from(replicas) * p).div_ceil(100);
-            let n = u32::try_from(n).unwrap_or(replicas).min(replicas);
-            if replicas > 1 && p != 100 {
-                n.min(replicas - 1)
-            } else {
-                n
-            }
-        }
-        Value::Number(n) => n
-            .as_u64()
-            .map_or(0, |n| u32::try_from(n).unwrap_or(replicas).min(replicas)),
-        _ => 0,
+fn limit(size: Replicas, replicas: u32) -> u32 {
+    let n = size.resolve(replicas).min(replicas);
+    match size {
+        Replicas::Percent(p) if replicas > 1 && p.get() != 100 => n.min(replicas - 1),
+        _ => n,
     }
+}
+
+/// The limit of a partition as the strategy annotation writes it (a count or a
+/// share); none for anything else.
+fn limit_of(partition: &Value, replicas: u32) -> u32 {
+    serde_json::from_value(partition.clone())
+        .ok()
+        .and_then(|p| crate::rollout::spec::replicas(&p).ok())
+        .map_or(0, |size| limit(size, replicas))
 }
 
 /// The partition Kruise writes for a step of `size`: the step's replicas as given.
@@ -303,7 +301,11 @@ fn rolling_bounds(rolling_update: Option<&Value>, replicas: u32) -> (u32, u32) {
 
 /// The strategy annotation of `w`, when the release holds it.
 fn strategy_of(w: &WorkloadView) -> Option<Value> {
-    w.annotations
+    strategy_in(&w.annotations)
+}
+
+fn strategy_in(annotations: &BTreeMap<String, String>) -> Option<Value> {
+    annotations
         .get(STRATEGY_ANNOTATION)
         .and_then(|s| serde_json::from_str(s).ok())
 }
@@ -579,20 +581,12 @@ impl Workload for PartitionDeployment {
 
     fn view(&self, snapshot: &Snapshot) -> Option<(WorkloadView, Option<CanaryView>)> {
         let d = snapshot.workload.as_ref()?;
-        let uid = d
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let replicas = d
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .map_or(1, |n| u32::try_from(n).unwrap_or(0));
-        let template = d.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+        let mut view = base_view(super::Kind(&PartitionDeployment), d, snapshot);
+        let (replicas, template) = (view.replicas, &view.template);
         let owned: Vec<&Value> = snapshot
             .replica_sets
             .iter()
-            .filter(|rs| controller_uid(rs) == Some(uid.as_str()))
+            .filter(|rs| controller_uid(rs) == Some(view.uid.as_str()))
             .filter(|rs| rs.pointer("/metadata/deletionTimestamp").is_none())
             .collect();
         let sets: Vec<ReplicaSetView> = owned
@@ -609,94 +603,46 @@ impl Workload for PartitionDeployment {
                 available: count(rs, "/status/availableReplicas"),
                 current: rs
                     .pointer("/spec/template")
-                    .is_some_and(|t| same_template(t, &template)),
+                    .is_some_and(|t| same_template(t, template)),
                 sized_for: string_map(rs, "/metadata/annotations")
                     .get(DESIRED)
                     .and_then(|n| n.parse().ok()),
             })
             .collect();
         let new = sets.iter().find(|s| s.current);
-        let update = new.map_or_else(|| pod_template_hash(&template), |s| s.hash.clone());
-        let labels = string_map(d, "/metadata/labels");
-        let annotations = string_map(d, "/metadata/annotations");
+        let update = new.map_or_else(|| pod_template_hash(template), |s| s.hash.clone());
         // The stable pods: those the release recorded on the Deployment, else those
         // of the newest other ReplicaSet still running, else the new template's own.
-        let stable = labels.get(STABLE_REVISION_LABEL).cloned().or_else(|| {
-            sets.iter()
-                .filter(|s| !s.current && s.replicas > 0)
-                .max_by_key(|s| s.revision)
-                .map(|s| s.hash.clone())
-        });
-        let stable_revision = stable.unwrap_or_else(|| update.clone());
-        let stable_template = owned
-            .iter()
-            .find(|rs| hash_of(rs).as_ref() == Some(&stable_revision))
-            .and_then(|rs| rs.pointer("/spec/template").cloned());
-        let generation = d
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let status = |field: &str| {
-            d.pointer(&format!("/status/{field}"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-        };
-        let want = i64::from(replicas);
-        let rolled_out = d
-            .pointer("/status/observedGeneration")
-            .and_then(Value::as_i64)
-            == Some(generation)
-            && status("updatedReplicas") == want
-            && status("replicas") == want
-            && status("availableReplicas") == want;
-        let strategy: Option<Value> = annotations
-            .get(STRATEGY_ANNOTATION)
-            .and_then(|s| serde_json::from_str(s).ok());
-        let limit = strategy
+        let stable = view
+            .labels
+            .get(STABLE_REVISION_LABEL)
+            .cloned()
+            .or_else(|| {
+                sets.iter()
+                    .filter(|s| !s.current && s.replicas > 0)
+                    .max_by_key(|s| s.revision)
+                    .map(|s| s.hash.clone())
+            })
+            .unwrap_or_else(|| update.clone());
+        let limit = strategy_in(&view.annotations)
             .as_ref()
             .and_then(|s| s.get("partition"))
             .map(|p| limit_of(p, replicas));
         let new_pods = || pods_with(&snapshot.pods, HASH, &update);
-        let view = WorkloadView {
-            kind: super::Kind(&PartitionDeployment),
-            name: d
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
-            uid,
-            resource_version: d
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
-            generation,
-            replicas,
-            template,
-            held: d.pointer("/spec/paused").and_then(Value::as_bool) == Some(true),
-            stable_revision,
-            stable_template,
-            update_revision: Some(update.clone()),
-            rolled_out,
-            counts: ReplicaCounts {
-                desired: replicas,
-                ready: count(d, "/status/readyReplicas"),
-                updated: count(d, "/status/updatedReplicas"),
-                failed: 0,
-            },
-            updated: ReplicaCounts {
-                desired: limit.unwrap_or(0),
-                ready: ready_pods(new_pods()),
-                updated: new.map_or(0, |s| s.replicas),
-                failed: failed_pods(new_pods()),
-            },
-            partition: limit.map(|l| i64::from(replicas - l.min(replicas))),
-            labels,
-            annotations,
-            spec: d.get("spec").cloned().unwrap_or(Value::Null),
-            pods: super::pod_labels(&snapshot.pods),
-            replica_sets: sets,
+        view.stable_template = owned
+            .iter()
+            .find(|rs| hash_of(rs).as_ref() == Some(&stable))
+            .and_then(|rs| rs.pointer("/spec/template").cloned());
+        view.stable_revision = stable;
+        view.updated = ReplicaCounts {
+            desired: limit.unwrap_or(0),
+            ready: ready_pods(new_pods()),
+            updated: new.map_or(0, |s| s.replicas),
+            failed: failed_pods(new_pods()),
         };
+        view.partition = limit.map(|l| i64::from(replicas - l.min(replicas)));
+        view.update_revision = Some(update);
+        view.replica_sets = sets;
         Some((view, None))
     }
 
@@ -719,13 +665,13 @@ impl Workload for PartitionDeployment {
     fn scale_canary(&self, o: &Observed, w: &WorkloadView, size: Replicas) -> Vec<Write> {
         let partition = partition_value(size);
         let mut writes = self.control(o, w, &partition);
-        let limit = limit_of(&partition, w.replicas).max(w.updated.desired);
+        let limit = limit(size, w.replicas).max(w.updated.desired);
         writes.extend(self.move_sets(o, w, limit));
         writes
     }
 
     fn planned_pods(&self, w: &WorkloadView, size: Replicas) -> u32 {
-        limit_of(&partition_value(size), w.replicas)
+        limit(size, w.replicas)
     }
 
     fn on_wait(&self, o: &Observed, w: &WorkloadView) -> Vec<Write> {

@@ -67,22 +67,17 @@ impl Partitioned {
 }
 
 /// The partition keeping `keep` of `replicas` pods as a share, as Kruise writes it
-/// (the share rounded down, at least 1% unless the step is the whole), with the
-/// pods that share keeps (a share of the replicas rounded up).
-fn share_partition(keep: u32, replicas: u32, whole_step: bool) -> (Value, u32) {
+/// (rounded down), when that share keeps exactly `keep` pods (a share of the
+/// replicas is rounded up); `None` when it would keep another count (a large
+/// workload's 1% is more than one pod).
+fn share_partition(keep: u32, replicas: u32) -> Option<Value> {
     let percent = if keep >= replicas {
         100
-    } else if keep == 0 {
-        0
     } else {
-        let share = u64::from(keep) * 100 / u64::from(replicas);
-        if share == 0 && !whole_step { 1 } else { share }
+        u64::from(keep) * 100 / u64::from(replicas)
     };
     let keeps = (u64::from(replicas) * percent).div_ceil(100);
-    (
-        json!(format!("{percent}%")),
-        u32::try_from(keeps).unwrap_or(replicas),
-    )
+    (keeps == u64::from(keep)).then(|| json!(format!("{percent}%")))
 }
 
 fn update_revision(w: &Value) -> Option<&str> {
@@ -241,18 +236,14 @@ impl Workload for Partitioned {
         // Kruise's share, unless it would not keep exactly the stable pods (a large
         // workload's share rounding to another count): then the count, so the step
         // can be reached.
-        let (value, keeps) = match size {
-            Replicas::Percent(step) if self.partition_share => {
-                match share_partition(keep, w.replicas, step.get() == 100) {
-                    (share, keeps) if keeps == keep => (share, keeps),
-                    _ => (json!(keep), keep),
-                }
-            }
-            _ => (json!(keep), keep),
-        };
+        let value = match size {
+            Replicas::Percent(_) if self.partition_share => share_partition(keep, w.replicas),
+            _ => None,
+        }
+        .unwrap_or_else(|| json!(keep));
         // A partition is only ever lowered within a release: one already at or below
-        // the wanted one (a share rounded up, a canary kept from shrinking) stays.
-        if w.partition.is_some_and(|p| p <= i64::from(keeps)) {
+        // the wanted one (a canary kept from shrinking) stays.
+        if w.partition.is_some_and(|p| p <= i64::from(keep)) {
             Vec::new()
         } else {
             self.set(o, w, value)
