@@ -494,13 +494,7 @@ async fn patch_batch_id_to_pods_scaling_case() {
         json!({"spec": {"replicas": 10}}),
     )
     .await;
-    c.until_rollout("echo", "4 ready canary pods", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.canary_status.as_ref())
-            .is_some_and(|s| s.canary_ready_replicas == 4)
-    })
-    .await;
+    c.until_canary_ready("echo", 4).await;
     until_batches_of(&c, "1", &[2, 2]).await;
     assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 4);
     assert_eq!(
@@ -806,14 +800,6 @@ async fn advanced_deployment_rolling_with_traffic_case() {
 async fn advanced_deployment_scaling_case() {
     let c = in_place_v2_at_step_1().await;
     assert_in_place_step(&c, 1).await;
-    let ready_canary = |want: i32| {
-        move |r: &sluice::kruise::v1alpha1::Rollout| {
-            r.status
-                .as_ref()
-                .and_then(|s| s.canary_status.as_ref())
-                .is_some_and(|s| s.canary_ready_replicas == want)
-        }
-    };
     for (replicas, canary) in [(10, 2), (5, 1)] {
         c.patch(
             "apps/v1",
@@ -822,12 +808,7 @@ async fn advanced_deployment_scaling_case() {
             json!({"spec": {"replicas": replicas}}),
         )
         .await;
-        c.until_rollout(
-            "echo",
-            &format!("{canary} ready new pods"),
-            ready_canary(canary),
-        )
-        .await;
+        c.until_canary_ready("echo", canary).await;
         c.until(&format!("{replicas} pods, {canary} new"), || async {
             c.ready_pods_with("barnett/canarydemo:v2") == canary as usize
                 && c.ready_pods_with("barnett/canarydemo:v1") == replicas - canary as usize

@@ -233,6 +233,17 @@ impl Cluster {
         .await;
     }
 
+    /// Waits until the Rollout reports `ready` ready canary pods.
+    pub async fn until_canary_ready(&self, name: &str, ready: i32) {
+        self.until_rollout(name, &format!("{ready} ready canary pods"), |r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.canary_status.as_ref())
+                .is_some_and(|c| c.canary_ready_replicas == ready)
+        })
+        .await;
+    }
+
     /// Waits until the workload `name` carries the label the admission webhooks
     /// select workloads by (the controller gives it at its first look).
     pub async fn until_governed(&self, group: &str, plural: &str, name: &str) {
