@@ -535,14 +535,7 @@ async fn deleting_the_rollout_releases_the_workload() {
     // would remove them too, but only after the Rollout is gone. The controller's
     // cleanup is what happens while its finalizer still holds the Rollout.
     let mut changes = c.sim.store().subscribe();
-    kube::Api::<sluice::kruise::v1alpha1::Rollout>::namespaced(c.client.clone(), "default")
-        .delete("echo", &Default::default())
-        .await
-        .expect("delete");
-    c.until("the rollout is gone", || async {
-        c.object("rollouts.kruise.io", "rollouts", "echo").is_none()
-    })
-    .await;
+    c.delete_rollout("echo").await;
     let mut before_removal = Vec::new();
     while let Ok(change) = changes.try_recv() {
         let name = change

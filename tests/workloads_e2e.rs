@@ -849,14 +849,7 @@ async fn advanced_deployment_rollback_case() {
 async fn advanced_deployment_delete_rollout_case() {
     let c = in_place_v2_at_step_1().await;
     assert_in_place_step(&c, 1).await;
-    kube::Api::<sluice::kruise::v1alpha1::Rollout>::namespaced(c.client.clone(), "default")
-        .delete("echo", &Default::default())
-        .await
-        .expect("delete");
-    c.until("the rollout is gone", || async {
-        c.object("rollouts.kruise.io", "rollouts", "echo").is_none()
-    })
-    .await;
+    c.delete_rollout("echo").await;
     assert_let_go(&c);
     c.until("v2 rolls out natively", || async {
         c.ready_pods_with("barnett/canarydemo:v2") == 5

@@ -233,6 +233,19 @@ impl Cluster {
         .await;
     }
 
+    /// Deletes the Rollout and waits until it is gone (its finalizer done).
+    pub async fn delete_rollout(&self, name: &str) {
+        Api::<Rollout>::namespaced(self.client.clone(), "default")
+            .delete(name, &Default::default())
+            .await
+            .expect("delete");
+        self.until(&format!("the rollout {name} is gone"), || async {
+            self.object("rollouts.kruise.io", "rollouts", name)
+                .is_none()
+        })
+        .await;
+    }
+
     /// Waits until the Rollout reports `ready` ready canary pods.
     pub async fn until_canary_ready(&self, name: &str, ready: i32) {
         self.until_rollout(name, &format!("{ready} ready canary pods"), |r| {
