@@ -55,7 +55,6 @@ async fn create_get_patch_scale_set_image_delete() {
 
     let cm = k.json(&["get", "configmap", "settings"]).await;
     assert_eq!(cm["data"]["mode"], "fast");
-    assert_eq!(cm["data"]["unset"], "");
 
     k.run(
         &[
