@@ -57,7 +57,8 @@ impl FinalisingStep {
     pub fn as_str(self) -> &'static str {
         match self {
             FinalisingStep::RestoreStableService => "RestoreStableService",
-            FinalisingStep::RouteTrafficToStable => "RouteTrafficToStable",
+            // Kruise's value carries the type's prefix here, and only here.
+            FinalisingStep::RouteTrafficToStable => "FinalisingStepRouteTrafficToStable",
             FinalisingStep::RemoveCanaryService => "RemoveCanaryService",
             FinalisingStep::ResumeWorkload => "ResumeWorkload",
             FinalisingStep::ReleaseWorkloadControl => "ReleaseWorkloadControl",
@@ -67,6 +68,11 @@ impl FinalisingStep {
 
     /// The step Kruise calls `name`.
     pub fn parse(name: &str) -> Option<FinalisingStep> {
+        // Earlier versions wrote the step without the prefix: a release finalising across
+        // an upgrade goes on from where it was.
+        if name == "RouteTrafficToStable" {
+            return Some(FinalisingStep::RouteTrafficToStable);
+        }
         FinalisingStep::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
@@ -153,6 +159,14 @@ mod tests {
             assert_eq!(FinalisingStep::parse(step.as_str()), Some(step));
         }
         assert_eq!(FinalisingStep::End.as_str(), "END");
+        assert_eq!(
+            FinalisingStep::RouteTrafficToStable.as_str(),
+            "FinalisingStepRouteTrafficToStable"
+        );
+        assert_eq!(
+            FinalisingStep::parse("RouteTrafficToStable"),
+            Some(FinalisingStep::RouteTrafficToStable)
+        );
         assert_eq!(FinalisingStep::parse("Bogus"), None);
     }
 }
