@@ -31,6 +31,7 @@ pub fn review(
             message: format!("the object is not a rollouts.kruise.io/v1alpha1 Rollout: {e}"),
         })
     };
+    let new_value = new;
     let new = read(new)?;
     let ns = new.metadata.namespace.as_deref().unwrap_or("default");
     let others: Vec<&Rollout> = rollouts
@@ -38,10 +39,21 @@ pub fn review(
         .map(|r| r.as_ref())
         .filter(|r| r.metadata.namespace.as_deref().unwrap_or("default") == ns)
         .collect();
-    let errors = match old.map(read) {
+    let mut errors = match old.map(read) {
         None => validate::validate(&new, &others, options),
         Some(old) => validate::validate_update(&old?, &new, &others, options),
     };
+    // Steps left out are a nil slice to Kruise, `steps: []` an empty one; the typed
+    // Rollout cannot tell them apart, the object can.
+    if new_value.pointer("/spec/strategy/canary/steps").is_none() {
+        for e in &mut errors {
+            if e.path == "Spec.Strategy.Canary.Steps"
+                && let validate::ErrorKind::Invalid { value, .. } = &mut e.kind
+            {
+                *value = validate::NIL_STEPS.into();
+            }
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -49,5 +61,51 @@ pub fn review(
             code: 422,
             message: validate::aggregate(&errors),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rollout(canary: Value) -> Value {
+        json!({
+            "apiVersion": "rollouts.kruise.io/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": "echo", "namespace": "default"},
+            "spec": {
+                "objectRef": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "echo"}},
+                "strategy": {"canary": canary},
+            },
+        })
+    }
+
+    fn refusal(canary: Value) -> String {
+        review(&[], &rollout(canary), None, Options::default())
+            .expect_err("refused")
+            .message
+    }
+
+    #[test]
+    fn values_are_printed_as_go_prints_what_was_written() {
+        // Steps left out are a nil slice, `steps: []` an empty one.
+        assert_eq!(
+            refusal(json!({})),
+            "Spec.Strategy.Canary.Steps: Invalid value: []v1alpha1.CanaryStep(nil): The number of Canary.Steps cannot be empty"
+        );
+        assert_eq!(
+            refusal(json!({"steps": []})),
+            "Spec.Strategy.Canary.Steps: Invalid value: []v1alpha1.CanaryStep{}: The number of Canary.Steps cannot be empty"
+        );
+        // An ingress without a class is printed without one.
+        assert_eq!(
+            refusal(json!({
+                "steps": [{"weight": 20}],
+                "trafficRoutings": [{"service": "echo", "ingress": {"name": ""}}],
+            })),
+            "Spec.Strategy.Canary.TrafficRouting.Ingress: Invalid value: v1alpha1.IngressTrafficRouting{ClassType:\"\", Name:\"\"}: TrafficRouting.Ingress.Ingress cannot be empty"
+        );
     }
 }

@@ -129,8 +129,8 @@ pub fn run(o: &Observed, p: &mut Plan, ending: Ending) -> bool {
             break;
         }
     }
+    // Done, the status keeps `END` (as Kruise's does) until the next release.
     if done_all {
-        c.finalising_step = None;
         p.writes.extend(w.kind.after_ending(o, w, ending));
     } else {
         p.requeue = Some(Duration::from_millis(grace.clamp(500, 5_000)));

@@ -313,6 +313,13 @@ pub struct StrategyStatus {
     /// neither may change until it ends.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub release_fingerprint: String,
+    /// The pods the current step asked for (a count, or a share of the workload),
+    /// under the steps `canaryStatus.rolloutHash` names: where an edit of the steps
+    /// finds the release, as Kruise finds it from its BatchRelease's current batch
+    /// (not from the canary's pods, which a jump back or a smaller workload leaves
+    /// larger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_replicas: Option<IntOrString>,
     /// The last operator request (the `rollout.sluice.dev/request` annotation's
     /// value) the controller acted on, or found nothing to do for.
     #[serde(default, skip_serializing_if = "String::is_empty")]

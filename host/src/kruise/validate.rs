@@ -97,6 +97,9 @@ impl fmt::Display for FieldError {
     }
 }
 
+/// How Kubernetes prints the steps of a Rollout that leaves them out.
+pub const NIL_STEPS: &str = "[]v1alpha1.CanaryStep(nil)";
+
 /// The message of a refusal: one error as it is, several as `[a, b]`, repeats once.
 pub fn aggregate(errors: &[FieldError]) -> String {
     let mut messages: Vec<String> = Vec::new();
@@ -566,7 +569,8 @@ fn workload_ref_value(w: &WorkloadRef) -> String {
 fn ingress_value(i: &IngressTrafficRouting) -> String {
     format!(
         "v1alpha1.IngressTrafficRouting{{ClassType:{}, Name:{}}}",
-        quote(i.class_type.as_deref().unwrap_or("nginx")),
+        // As written: Kruise prints the field, not the class it routes by default.
+        quote(i.class_type.as_deref().unwrap_or("")),
         quote(&i.name)
     )
 }
@@ -585,6 +589,11 @@ fn gateway_value(g: &GatewayTrafficRouting) -> String {
 // call: these print their content instead.
 
 fn steps_value(steps: &[CanaryStep]) -> String {
+    // Go prints an empty slice as such (a nil one, steps left out, is
+    // `(nil)`: see `NIL_STEPS`).
+    if steps.is_empty() {
+        return "[]v1alpha1.CanaryStep{}".into();
+    }
     format!(
         "[]v1alpha1.CanaryStep{}",
         serde_json::to_string(steps).unwrap_or_default()

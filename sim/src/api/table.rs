@@ -24,9 +24,13 @@ pub fn table(ty: &ResourceType, objects: &[&Value], rv: u64) -> Value {
         }
         columns.push(json!({"name": c.name, "type": c.type_, "format": "", "description": c.name, "priority": 0}));
     }
-    columns.push(
-        json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}),
-    );
+    // A custom resource's printer columns are its whole table (the API server adds
+    // Age only to a CRD that names none), as its rows are.
+    if ty.schema.is_none() || ty.columns.is_empty() {
+        columns.push(
+            json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}),
+        );
+    }
     let rows: Vec<Value> = objects.iter().map(|o| row(ty, o)).collect();
     json!({
         "kind": "Table",
@@ -256,5 +260,68 @@ pub fn age(timestamp: &str) -> String {
         s if s < 7200 => format!("{}m", s / 60),
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::Column;
+
+    fn custom(columns: Vec<Column>) -> ResourceType {
+        ResourceType {
+            group: "rollouts.kruise.io".into(),
+            version: "v1alpha1".into(),
+            kind: "Rollout".into(),
+            plural: "rollouts".into(),
+            singular: "rollout".into(),
+            namespaced: true,
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            status: true,
+            scale: None,
+            columns,
+            schema: Some(std::sync::Arc::new(json!({"type": "object"}))),
+            storage: true,
+        }
+    }
+
+    fn headers_and_cells(ty: &ResourceType) -> (Vec<String>, usize) {
+        let object = json!({
+            "metadata": {"name": "echo", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": "Healthy"},
+        });
+        let t = table(ty, &[&object], 1);
+        let headers = t["columnDefinitions"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let cells = t["rows"][0]["cells"].as_array().map_or(0, Vec::len);
+        (headers, cells)
+    }
+
+    #[test]
+    fn a_custom_resource_table_has_its_printer_columns_and_no_second_age() {
+        let columns = vec![
+            Column {
+                name: "STATUS".into(),
+                type_: "string".into(),
+                path: "status.phase".into(),
+            },
+            Column {
+                name: "AGE".into(),
+                type_: "date".into(),
+                path: "metadata.creationTimestamp".into(),
+            },
+        ];
+        let (headers, cells) = headers_and_cells(&custom(columns));
+        assert_eq!(headers, ["Name", "STATUS", "AGE"]);
+        assert_eq!(cells, headers.len());
+        // A CRD naming no column gets Age, as the API server's defaulting gives it.
+        let (headers, cells) = headers_and_cells(&custom(Vec::new()));
+        assert_eq!(headers, ["Name", "Age"]);
+        assert_eq!(cells, headers.len());
     }
 }

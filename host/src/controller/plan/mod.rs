@@ -814,7 +814,6 @@ fn finalise(o: &Observed, p: &mut Plan, ending: Ending) {
     }
     if let (Some(c), Some(w)) = (p.status.canary_status.as_mut(), &o.workload) {
         c.current_step_state = StepState::Completed.as_str().into();
-        c.finalising_step = None;
         c.observed_workload_generation = w.generation;
         c.canary_replicas = 0;
         c.canary_ready_replicas = 0;

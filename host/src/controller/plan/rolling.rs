@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use super::{Decided, Ending, Note, Plan, begin_ending, finalise, fresh_canary_status, status_of};
 use crate::controller::observed::Observed;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
 use crate::controller::status::{self, condition, phase, reason};
 use crate::kruise::v1alpha1::{DECISION_LOG, DecisionRecord, RolloutStatus, StrategyStatus};
 use crate::rollout::spec;
@@ -49,7 +51,16 @@ fn progress(o: &Observed, w: &WorkloadView, s: &RolloutStatus) -> StepProgress {
     }
     let canary_replicas = u32::try_from(c.canary_replicas).unwrap_or(0);
     if plan_changed(o, s) {
-        let canary = w.kind.canary_counts(o, w).desired.max(canary_replicas);
+        // The current step's pods as the old steps planned them; a status from
+        // before they were recorded has only the canary's.
+        let planned = s
+            .strategy
+            .as_ref()
+            .and_then(|s| s.step_replicas.as_ref())
+            .and_then(|r| spec::replicas(r).ok())
+            .map(|r| r.resolve(w.replicas).min(w.replicas));
+        let canary =
+            planned.unwrap_or_else(|| w.kind.canary_counts(o, w).desired.max(canary_replicas));
         let step = stepper::recalculate(&steps, recorded.step, canary, w.replicas);
         if c.next_step_index == i32::try_from(step).unwrap_or(-1) {
             // The following step: the current one is done.
@@ -244,6 +255,7 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         memo: decision.memo.clone(),
         last_action: decision.action.name().to_owned(),
         release_fingerprint: kept.release_fingerprint,
+        step_replicas: kept.step_replicas,
         handled_request: kept.handled_request,
         request_outcome: kept.request_outcome,
         decisions,
@@ -269,6 +281,25 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
                 progress.step, recorded.step, progress.step
             ),
         ));
+    }
+    if progress != recorded {
+        // Kruise writes a jump (or the step an edit of the steps leads to) by
+        // itself, so its state is seen; the step runs from the next pass.
+        let canary = w.kind.canary_counts(o, w);
+        record(
+            o,
+            p,
+            w,
+            decision,
+            module,
+            digest,
+            recorded,
+            progress,
+            canary.desired,
+            canary,
+        );
+        p.requeue = Some(Duration::from_millis(200));
+        return;
     }
     // Kruise's batch labels on the release's pods, the last step's too (before
     // the release completes), from the steps the module was given.
@@ -489,6 +520,12 @@ fn record(
         stepper::next_step_index(next.step, steps_total)
     };
     c.rollout_hash = crate::kruise::hash::plan_hash(&o.rollout);
+    if let Some(s) = p.status.strategy.as_mut() {
+        s.step_replicas = Some(match decision.target.replicas {
+            Replicas::Count(n) => IntOrString::Int(i32::try_from(n).unwrap_or(i32::MAX)),
+            share @ Replicas::Percent(_) => IntOrString::String(share.to_string()),
+        });
+    }
     c.last_update_time = Some(status::time(next.last_update_time.max(1)));
     // Kruise's counts are the canary's pods as they are.
     c.canary_replicas = i32::try_from(canary.updated).unwrap_or(i32::MAX);
