@@ -417,10 +417,29 @@ async fn patching_next_step_index_jumps_forward_and_back() {
     })
     .await;
 
+    // The steps edited now (Kruise's jump e2e): step 1 planned one pod, and it still
+    // covers that, so the release stays at step 1 with the new traffic. Measured by
+    // the canary's three pods it would move on to step 3.
+    c.apply(&rollout(
+        "[{weight: 21, pause: {}}, {weight: 41, pause: {}}, {weight: 61, pause: {}}, {weight: 81, pause: {}}]",
+    ))
+    .await;
+    c.until("step 1 again with the new weight", || async {
+        let at_1 = c
+            .rollout("echo")
+            .await
+            .status
+            .and_then(|s| s.canary_status)
+            .is_some_and(|x| x.current_step_index == 1 && x.current_step_state == "StepPaused");
+        at_1 && c.canary_weight("echo").as_deref() == Some("21")
+    })
+    .await;
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 3);
+
     // An approval without a patch goes on to the following step, as usual.
     c.approve("echo").await;
     c.until_paused_at("echo", 2).await;
-    assert_eq!(c.canary_weight("echo").as_deref(), Some("40"));
+    assert_eq!(c.canary_weight("echo").as_deref(), Some("41"));
     assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 3);
 }
 
