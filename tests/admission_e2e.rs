@@ -268,3 +268,37 @@ async fn kubectl_shows_kruises_refusal() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_crd_defaults_as_kruises_do_and_steps_left_out_reach_the_webhook_left_out() {
+    let c = Cluster::start().await;
+    let kubectl = sluice_testkit::Kubectl::new(&c.sim);
+    let head = "apiVersion: rollouts.kruise.io/v1alpha1\nkind: Rollout\nmetadata: {name: echo}\nspec:\n  objectRef: {workloadRef: {apiVersion: apps/v1, kind: Deployment, name: echo}}\n  strategy:\n    canary:\n";
+    // Kruise's CRD leaves steps without a default: its webhook sees a nil slice.
+    let stderr = kubectl
+        .fails(
+            &["apply", "-f", "-"],
+            &format!("{head}      failureThreshold: 1\n"),
+        )
+        .await;
+    assert!(
+        stderr.contains("Spec.Strategy.Canary.Steps: Invalid value: []v1alpha1.CanaryStep(nil): The number of Canary.Steps cannot be empty"),
+        "{stderr}"
+    );
+    // The grace period and a header's match type are written by the defaults.
+    kubectl
+        .run(
+            &["apply", "-f", "-"],
+            &format!(
+                "{head}      steps: [{{weight: 20, matches: [{{headers: [{{name: x-canary, value: \"yes\"}}]}}]}}]\n      trafficRoutings: [{{service: echo, ingress: {{name: echo}}}}]\n"
+            ),
+        )
+        .await;
+    let rollout = kubectl.json(&["get", "rollout", "echo"]).await;
+    let canary = &rollout["spec"]["strategy"]["canary"];
+    assert_eq!(canary["trafficRoutings"][0]["gracePeriodSeconds"], 3);
+    assert_eq!(
+        canary["steps"][0]["matches"][0]["headers"][0]["type"],
+        "Exact"
+    );
+}

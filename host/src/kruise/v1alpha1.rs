@@ -79,7 +79,9 @@ pub struct RolloutStrategy {
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStrategy {
     /// The steps.
+    // Kruise's CRD gives no default: steps left out reach the webhook left out.
     #[serde(default)]
+    #[schemars(transform = without_default)]
     pub steps: Vec<CanaryStep>,
     /// Traffic routing (at most one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -137,6 +139,7 @@ pub struct HttpRouteMatch {
 pub struct HeaderMatch {
     /// `Exact` (default) or `RegularExpression`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Exact"))]
     pub kind: Option<String>,
     /// Header name; `canary-by-cookie` names a cookie match for NGINX.
     pub name: String,
@@ -152,6 +155,7 @@ pub struct TrafficRoutingRef {
     pub service: String,
     /// Seconds to wait after each traffic change (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 3))]
     pub grace_period_seconds: Option<i32>,
     /// An Ingress routes the traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -397,4 +401,10 @@ pub struct ReleaseRecord {
     /// sha256 of the module that made its last decision.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub digest: String,
+}
+
+/// Drops the default a field's `#[serde(default)]` gives its schema, where Kruise's
+/// CRD has none.
+fn without_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
 }
