@@ -77,61 +77,65 @@ impl FinalisingStep {
     }
 }
 
-/// Works through `ending`'s steps from the one the status records; true when all are
-/// done. The step reached and its writes go into `p`.
+/// Runs the step of `ending` the status records (the first when it records none)
+/// and names the next once it is done; true when all are done. The step reached and
+/// its writes go into `p`.
 pub fn run(o: &Observed, p: &mut Plan, ending: Ending) -> bool {
     let Some(w) = &o.workload else { return true };
     let steps = w.kind.ending_steps(ending);
     let routing = o.routing.as_ref();
     let mut c = p.status.canary_status.clone().unwrap_or_default();
-    // A step this ending does not have (or no step yet) starts it from the first.
-    let start = c
+    let recorded = c
         .finalising_step
         .as_deref()
         .and_then(FinalisingStep::parse)
-        .and_then(|s| steps.iter().position(|x| *x == s))
-        .unwrap_or(0);
+        .and_then(|s| steps.iter().position(|x| *x == s));
     // First the mark the admission webhook holds the workload by: once it is gone,
     // the workload may be let go of.
     p.writes.extend(w.unmark(o.namespace(), false));
+    // As Kruise: one step runs a pass, and the next is named when it is done, so
+    // the status shows each step. A step this ending does not have (or none yet)
+    // starts it from the first.
+    let at = recorded.unwrap_or(0);
+    c.finalising_step = Some(steps[at].as_str().to_owned());
     let grace = routing.map_or(0, |r| r.grace_ms());
     let last = c.last_update_time.as_ref().map_or(0, status::millis);
-    let mut done_all = false;
-    for step in &steps[start..] {
-        c.finalising_step = Some(step.as_str().to_owned());
-        let outcome = match step {
-            FinalisingStep::RestoreStableService => match routing {
-                Some(r) => pending_unless_empty(services::unpin_stable(o, r, w)),
-                None => StepOutcome::done(),
-            },
-            FinalisingStep::RouteTrafficToStable => match routing {
-                Some(r) if r.router.present(&o.traffic, r) => {
-                    c.last_update_time = Some(status::time(o.now));
-                    StepOutcome::pending(r.router.remove(o, r))
-                }
-                // Traffic moved back: give routers the grace period before pods go.
-                Some(_) if o.now < last + grace => StepOutcome::pending(Vec::new()),
-                _ => StepOutcome::done(),
-            },
-            FinalisingStep::RemoveCanaryService => match routing {
-                Some(r) => pending_unless_empty(services::delete_canary(o, r)),
-                None => StepOutcome::done(),
-            },
-            FinalisingStep::ResumeWorkload => w.kind.resume(o, w, ending),
-            FinalisingStep::ReleaseWorkloadControl => w.kind.release_control(o, w, ending),
-            FinalisingStep::End => {
-                done_all = true;
-                StepOutcome::done()
+    let outcome = match steps[at] {
+        FinalisingStep::RestoreStableService => match routing {
+            Some(r) => pending_unless_empty(services::unpin_stable(o, r, w)),
+            None => StepOutcome::done(),
+        },
+        FinalisingStep::RouteTrafficToStable => match routing {
+            Some(r) if r.router.present(&o.traffic, r) => {
+                c.last_update_time = Some(status::time(o.now));
+                StepOutcome::pending(r.router.remove(o, r))
             }
-        };
-        p.writes.extend(outcome.writes);
-        if !outcome.done {
-            break;
-        }
+            // Traffic moved back: give routers the grace period before pods go.
+            Some(_) if o.now < last + grace => StepOutcome::pending(Vec::new()),
+            _ => StepOutcome::done(),
+        },
+        FinalisingStep::RemoveCanaryService => match routing {
+            Some(r) => pending_unless_empty(services::delete_canary(o, r)),
+            None => StepOutcome::done(),
+        },
+        FinalisingStep::ResumeWorkload => w.kind.resume(o, w, ending),
+        FinalisingStep::ReleaseWorkloadControl => w.kind.release_control(o, w, ending),
+        FinalisingStep::End => StepOutcome::done(),
+    };
+    p.writes.extend(outcome.writes);
+    let next = steps.get(at + 1).copied();
+    if outcome.done
+        && let Some(next) = next
+    {
+        c.finalising_step = Some(next.as_str().to_owned());
     }
-    // Done, the status keeps `END` (as Kruise's does) until the next release.
+    // Done when the last step (`END`) is reached; the status keeps `END`, as
+    // Kruise's does, until the next release.
+    let done_all = outcome.done && next.is_none_or(|n| n == FinalisingStep::End);
     if done_all {
         p.writes.extend(w.kind.after_ending(o, w, ending));
+    } else if outcome.done {
+        p.requeue = Some(Duration::from_millis(100));
     } else {
         p.requeue = Some(Duration::from_millis(grace.clamp(500, 5_000)));
     }
