@@ -442,7 +442,9 @@ impl Workload for Deployment {
     fn ending_steps(&self, ending: Ending) -> &'static [FinalisingStep] {
         use FinalisingStep::*;
         match ending {
-            Ending::Success => &[
+            // Kruise's order for a release that succeeded, and for a Rollout deleted
+            // or disabled.
+            Ending::Success | Ending::Delete | Ending::Disable => &[
                 RestoreStableService,
                 RouteTrafficToStable,
                 RemoveCanaryService,
@@ -466,14 +468,6 @@ impl Workload for Deployment {
                 ReleaseWorkloadControl,
                 RestoreStableService,
                 RemoveCanaryService,
-                End,
-            ],
-            Ending::Delete | Ending::Disable => &[
-                RouteTrafficToStable,
-                ReleaseWorkloadControl,
-                RestoreStableService,
-                RemoveCanaryService,
-                ResumeWorkload,
                 End,
             ],
         }

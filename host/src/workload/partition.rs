@@ -324,16 +324,20 @@ impl Workload for Partitioned {
 pub(super) fn ending_steps(ending: Ending) -> &'static [FinalisingStep] {
     use FinalisingStep::*;
     match ending {
-        Ending::Success => &[
+        // Kruise's orders, whatever the workload: a release that succeeded, a Rollout
+        // deleted or disabled.
+        Ending::Success | Ending::Delete | Ending::Disable => &[
             RestoreStableService,
             RouteTrafficToStable,
             RemoveCanaryService,
             ResumeWorkload,
+            ReleaseWorkloadControl,
             End,
         ],
         Ending::Cancel => &[
             RouteTrafficToStable,
             ResumeWorkload,
+            ReleaseWorkloadControl,
             RestoreStableService,
             RemoveCanaryService,
             End,
@@ -341,13 +345,5 @@ pub(super) fn ending_steps(ending: Ending) -> &'static [FinalisingStep] {
         // Updated pods cannot go back until the template does: they stay, held, out
         // of traffic behind the pinned stable Service.
         Ending::Abort => &[RouteTrafficToStable, RemoveCanaryService, End],
-        Ending::Delete | Ending::Disable => &[
-            RouteTrafficToStable,
-            ReleaseWorkloadControl,
-            RestoreStableService,
-            RemoveCanaryService,
-            ResumeWorkload,
-            End,
-        ],
     }
 }
