@@ -419,7 +419,7 @@ async fn patching_next_step_index_jumps_forward_and_back() {
 
     // The steps edited now (Kruise's jump e2e): step 1 planned one pod, and it still
     // covers that, so the release stays at step 1 with the new traffic. Measured by
-    // the canary's three pods it would move on to step 3.
+    // the canary's three pods it would finish step 1 and go on to step 2 (41% of 5).
     c.apply(&rollout(
         "[{weight: 21, pause: {}}, {weight: 41, pause: {}}, {weight: 61, pause: {}}, {weight: 81, pause: {}}]",
     ))

@@ -514,11 +514,31 @@ fn conflict(rollout: &Rollout, others: &[&Rollout]) -> Option<FieldError> {
 
 /// What may not change while a release is in progress: the workload and the traffic
 /// routing. Recorded when a release starts, so that the controller notices a change
-/// made where no webhook refused it.
+/// made where no webhook refused it. The grace period counts as the CRD defaults it.
 pub fn fingerprint(spec: &RolloutSpec) -> String {
+    fingerprint_with(spec, |g| Some(g.unwrap_or(3)))
+}
+
+/// Whether `recorded` is `spec`'s fingerprint, also as versions whose CRD did not
+/// write the grace period's default recorded it (so a release in flight across the
+/// upgrade goes on).
+pub fn same_fingerprint(recorded: &str, spec: &RolloutSpec) -> bool {
+    recorded == fingerprint(spec) || recorded == fingerprint_with(spec, |g| g.filter(|s| *s != 3))
+}
+
+fn fingerprint_with(spec: &RolloutSpec, grace: impl Fn(Option<i32>) -> Option<i32>) -> String {
+    let routings = spec.strategy.canary.as_ref().map(|c| {
+        c.traffic_routings
+            .iter()
+            .map(|t| TrafficRoutingRef {
+                grace_period_seconds: grace(t.grace_period_seconds),
+                ..t.clone()
+            })
+            .collect::<Vec<_>>()
+    });
     let parts = serde_json::json!({
         "workloadRef": spec.object_ref.workload_ref,
-        "trafficRoutings": spec.strategy.canary.as_ref().map(|c| &c.traffic_routings),
+        "trafficRoutings": routings,
     });
     let digest = Sha256::digest(parts.to_string().as_bytes());
     hex::encode(&digest[..8])

@@ -291,7 +291,7 @@ pub fn stage(o: &Observed) -> Stage {
             .strategy
             .as_ref()
             .map(|s| s.release_fingerprint.as_str())
-            .is_some_and(|h| !h.is_empty() && h != validate::fingerprint(&o.rollout.spec));
+            .is_some_and(|h| !h.is_empty() && !validate::same_fingerprint(h, &o.rollout.spec));
     if fingerprint_changed {
         errors.push(validate::FieldError::forbidden(
             "Spec.ObjectRef, Spec.Strategy.Canary.TrafficRoutings",
@@ -526,6 +526,11 @@ fn deleting(o: &Observed, p: &mut Plan, governed: bool) {
     if !governed {
         return;
     }
+    // A new ending starts from its first step, whatever an earlier one (an abort
+    // that keeps the workload held) left recorded.
+    if previous_phase(o) != Some(phase::TERMINATING) {
+        clear_finalising_step(p);
+    }
     p.status.phase = Some(phase::TERMINATING.into());
     status::set_condition(
         &mut p.status,
@@ -559,6 +564,9 @@ fn deleting(o: &Observed, p: &mut Plan, governed: bool) {
 fn disabled(o: &Observed, p: &mut Plan) {
     let was_progressing = progressing_reason(o).is_some();
     if was_progressing && o.workload.is_some() {
+        if previous_phase(o) != Some(phase::DISABLING) {
+            clear_finalising_step(p);
+        }
         p.status.phase = Some(phase::DISABLING.into());
         p.status.message = Some(message::DISABLING.into());
         if !finalise::run(o, p, Ending::Disable) {
@@ -583,6 +591,17 @@ fn disabled(o: &Observed, p: &mut Plan) {
         .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
     {
         p.writes.push(finalizer(o, false));
+    }
+}
+
+/// The phase the Rollout's status had when it was read.
+fn previous_phase(o: &Observed) -> Option<&str> {
+    o.rollout.status.as_ref().and_then(|s| s.phase.as_deref())
+}
+
+fn clear_finalising_step(p: &mut Plan) {
+    if let Some(c) = p.status.canary_status.as_mut() {
+        c.finalising_step = None;
     }
 }
 
@@ -664,6 +683,8 @@ fn new_release(o: &Observed, p: &mut Plan) {
     s.memo.clear();
     s.last_action.clear();
     s.decisions.clear();
+    // The previous release's last step says nothing of this one's.
+    s.step_replicas = None;
     s.release_fingerprint = validate::fingerprint(&o.rollout.spec);
     if let Some(w) = &o.workload {
         s.releases.push(ReleaseRecord {

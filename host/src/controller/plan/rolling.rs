@@ -58,7 +58,7 @@ fn progress(o: &Observed, w: &WorkloadView, s: &RolloutStatus) -> StepProgress {
             .as_ref()
             .and_then(|s| s.step_replicas.as_ref())
             .and_then(|r| spec::replicas(r).ok())
-            .map(|r| r.resolve(w.replicas).min(w.replicas));
+            .map(|r| r.resolve(w.replicas));
         let canary =
             planned.unwrap_or_else(|| w.kind.canary_counts(o, w).desired.max(canary_replicas));
         let step = stepper::recalculate(&steps, recorded.step, canary, w.replicas);
@@ -282,25 +282,6 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
             ),
         ));
     }
-    if progress != recorded {
-        // Kruise writes a jump (or the step an edit of the steps leads to) by
-        // itself, so its state is seen; the step runs from the next pass.
-        let canary = w.kind.canary_counts(o, w);
-        record(
-            o,
-            p,
-            w,
-            decision,
-            module,
-            digest,
-            recorded,
-            progress,
-            canary.desired,
-            canary,
-        );
-        p.requeue = Some(Duration::from_millis(200));
-        return;
-    }
     // Kruise's batch labels on the release's pods, the last step's too (before
     // the release completes), from the steps the module was given.
     if !matches!(decision.action, Action::Abort { .. })
@@ -338,6 +319,25 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
         _ => {}
     }
 
+    if progress != recorded {
+        // Kruise writes a jump (or the step an edit of the steps leads to) by
+        // itself, so its state is seen; the step runs from the next pass.
+        let canary = w.kind.canary_counts(o, w);
+        record(
+            o,
+            p,
+            w,
+            decision,
+            module,
+            digest,
+            recorded,
+            progress,
+            canary.desired,
+            canary,
+        );
+        p.requeue = Some(Duration::from_millis(200));
+        return;
+    }
     let total = w.replicas;
     let routing = o.routing.as_ref();
     let canary = w.kind.canary_counts(o, w);
