@@ -574,55 +574,32 @@ fn the_fingerprint_ignores_steps() {
     assert_ne!(fingerprint(&a.spec), fingerprint(&c.spec));
 }
 
-#[test]
-fn a_fingerprint_recorded_before_the_crd_defaulted_the_grace_period_still_matches() {
-    let mut written = rollout(BASE);
-    let routing = &mut written
-        .spec
+/// The first traffic routing's grace period.
+fn grace(spec: &mut RolloutSpec) -> &mut Option<i32> {
+    &mut spec
         .strategy
         .canary
         .as_mut()
         .expect("canary")
-        .traffic_routings[0];
-    routing.grace_period_seconds = None;
+        .traffic_routings[0]
+        .grace_period_seconds
+}
+
+#[test]
+fn a_fingerprint_recorded_before_the_crd_defaulted_the_grace_period_still_matches() {
+    let mut written = rollout(BASE).spec;
+    *grace(&mut written) = None;
     // As an earlier version recorded it: the grace period left out.
-    let earlier = {
-        let mut spec = written.spec.clone();
-        let r = &mut spec
-            .strategy
-            .canary
-            .as_mut()
-            .expect("canary")
-            .traffic_routings[0];
-        r.grace_period_seconds = None;
-        serde_json::json!({
-            "workloadRef": spec.object_ref.workload_ref,
-            "trafficRoutings": spec.strategy.canary.as_ref().map(|c| &c.traffic_routings),
-        })
-    };
+    let earlier = serde_json::json!({
+        "workloadRef": written.object_ref.workload_ref,
+        "trafficRoutings": written.strategy.canary.as_ref().map(|c| &c.traffic_routings),
+    });
     let earlier = hex::encode(&Sha256::digest(earlier.to_string().as_bytes())[..8]);
     // Read back after the CRD upgrade, with the default written.
     let mut defaulted = written.clone();
-    defaulted
-        .spec
-        .strategy
-        .canary
-        .as_mut()
-        .expect("canary")
-        .traffic_routings[0]
-        .grace_period_seconds = Some(3);
-    assert!(same_fingerprint(&earlier, &defaulted.spec));
-    assert!(same_fingerprint(
-        &fingerprint(&written.spec),
-        &defaulted.spec
-    ));
-    defaulted
-        .spec
-        .strategy
-        .canary
-        .as_mut()
-        .expect("canary")
-        .traffic_routings[0]
-        .grace_period_seconds = Some(5);
-    assert!(!same_fingerprint(&earlier, &defaulted.spec));
+    *grace(&mut defaulted) = Some(3);
+    assert!(same_fingerprint(&earlier, &defaulted));
+    assert!(same_fingerprint(&fingerprint(&written), &defaulted));
+    *grace(&mut defaulted) = Some(5);
+    assert!(!same_fingerprint(&earlier, &defaulted));
 }
