@@ -8,7 +8,11 @@
 //! without a password); otherwise the task stops at once and prints the command to
 //! run. The wasm targets come with the toolchain (`rust-toolchain.toml`).
 
+mod cluster;
+
 use std::process::{Command, ExitCode, Stdio};
+
+use clap::{Parser, Subcommand};
 
 /// A program the tests run, and the Debian packages that provide it.
 struct Need {
@@ -49,20 +53,38 @@ const NEEDS: &[Need] = &[
     },
 ];
 
+/// The project's own tasks.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Provision what the tests need, then `cargo test --workspace --locked ARGS…`.
+    Test {
+        /// Passed to `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// A local Kubernetes control plane of upstream binaries (etcd, kube-apiserver,
+    /// kube-controller-manager, kube-scheduler, KWOK).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+}
+
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("test") => match test(args.collect()) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("xtask: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        _ => {
-            eprintln!(
-                "usage: cargo xtask test [ARGS…]   provision what the tests need, then `cargo test --workspace --locked ARGS…`"
-            );
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Test { args } => test(args),
+        Task::Cluster(command) => cluster::run(command).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
             ExitCode::from(2)
         }
     }

@@ -1,0 +1,654 @@
+//! `cargo xtask cluster up | down | status | env | build`: a local Kubernetes
+//! control plane of upstream binaries — etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler, and KWOK for nodes and pods without
+//! kubelets — on loopback, with generated certificates, RBAC and ServiceAccount
+//! tokens. Its state (certificates, kubeconfigs, logs, pid files, etcd's data)
+//! lives in `target/cluster/`; the binaries are built once and cached by version
+//! (see [`tools`]).
+
+mod pki;
+mod process;
+mod tools;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+/// `cargo xtask cluster …`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start the control plane (building its binaries first if they are not
+    /// cached); returns when the nodes are Ready and the `default` ServiceAccount
+    /// exists. Writes an admin kubeconfig to target/cluster/kubeconfig.
+    Up(UpArgs),
+    /// Stop every process of the control plane and remove its state.
+    Down,
+    /// Say what runs and whether the API server answers.
+    Status,
+    /// Print the lines a shell sources to use the cluster:
+    /// `eval "$(cargo xtask cluster env)"`.
+    Env,
+    /// Only build (or find in the cache) the control plane's binaries.
+    Build,
+}
+
+/// Options of `up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// How many KWOK nodes to create.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u32,
+}
+
+/// The processes of the control plane, in the order they start (`down` stops
+/// them in reverse).
+const PROCESSES: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+];
+
+/// The paths of the repository and of the cluster's state.
+pub struct Layout {
+    /// The workspace's root.
+    pub root: PathBuf,
+    /// `target/cluster`.
+    pub state: PathBuf,
+}
+
+impl Layout {
+    pub fn new() -> anyhow::Result<Layout> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("the workspace's root")?
+            .to_owned();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .map(|t| if t.is_absolute() { t } else { root.join(t) })
+            .unwrap_or_else(|| root.join("target"));
+        Ok(Layout {
+            root,
+            state: target.join("cluster"),
+        })
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.state.join("kubeconfig")
+    }
+
+    fn info(&self) -> PathBuf {
+        self.state.join("cluster.json")
+    }
+
+    /// What `up` recorded: the API server's URL, the binaries' folders.
+    pub fn read_info(&self) -> Option<Value> {
+        let text = std::fs::read_to_string(self.info()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
+    let layout = Layout::new()?;
+    match command {
+        ClusterCommand::Up(args) => up(&layout, &args),
+        ClusterCommand::Down => down(&layout),
+        ClusterCommand::Status => status(&layout),
+        ClusterCommand::Env => env(&layout),
+        ClusterCommand::Build => {
+            for module in [&tools::KUBERNETES, &tools::KWOK] {
+                let dir = tools::ensure(&layout.root, module)?;
+                eprintln!("xtask: {} in {}", module.pins, dir.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A port free on loopback now (the program it is given to binds it next).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Whether the cluster `up` started still runs whole.
+fn all_running(layout: &Layout) -> bool {
+    PROCESSES
+        .iter()
+        .all(|p| process::running(&layout.state, p).is_some())
+}
+
+fn up(layout: &Layout, args: &UpArgs) -> anyhow::Result<()> {
+    if all_running(layout) && api_ready(layout) {
+        eprintln!(
+            "xtask: the cluster already runs (`cargo xtask cluster down` stops it); KUBECONFIG={}",
+            layout.kubeconfig().display()
+        );
+        return Ok(());
+    }
+    // Whatever is left of an earlier cluster goes: a cluster starts whole and empty.
+    down(layout)?;
+    let k8s = tools::ensure(&layout.root, &tools::KUBERNETES)?;
+    let kwok = tools::ensure(&layout.root, &tools::KWOK)?;
+    let version = tools::version(&layout.root, &tools::KUBERNETES)?;
+    let started = Instant::now();
+    std::fs::create_dir_all(&layout.state)?;
+    let pki = pki::generate(&layout.state.join("pki"))?;
+
+    let etcd_port = free_port()?;
+    let etcd_peer = free_port()?;
+    let api_port = free_port()?;
+    let server = format!("https://127.0.0.1:{api_port}");
+    let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+    let data = layout.state.join("etcd");
+    std::fs::create_dir_all(&data)?;
+    process::spawn(
+        &layout.state,
+        "etcd",
+        Command::new(k8s.join("etcd"))
+            .arg("--name=sluice")
+            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!("--listen-client-urls={etcd_url}"))
+            .arg(format!("--advertise-client-urls={etcd_url}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"
+            ))
+            .arg(format!(
+                "--initial-cluster=sluice=http://127.0.0.1:{etcd_peer}"
+            ))
+            // A throwaway cluster: its data need not survive a power cut, and
+            // fsync would make every write wait for the disk.
+            .arg("--unsafe-no-fsync")
+            .arg("--log-level=warn"),
+    )?;
+    wait_for(
+        layout,
+        "etcd",
+        "etcd to answer",
+        Duration::from_secs(30),
+        || http_ok(etcd_port, "/health"),
+    )?;
+
+    let admin = pki.client("admin");
+    std::fs::write(
+        layout.kubeconfig(),
+        pki::kubeconfig(&pki, &server, "admin", &admin),
+    )?;
+    let mut configs = Vec::new();
+    for (name, user) in [
+        ("kube-controller-manager", "system:kube-controller-manager"),
+        ("kube-scheduler", "system:kube-scheduler"),
+    ] {
+        let path = layout.state.join(format!("{name}.kubeconfig"));
+        std::fs::write(
+            &path,
+            pki::kubeconfig(&pki, &server, user, &pki.client(name)),
+        )?;
+        configs.push(path);
+    }
+    let audit_policy = layout.state.join("audit-policy.yaml");
+    std::fs::write(&audit_policy, AUDIT_POLICY)?;
+    process::spawn(
+        &layout.state,
+        "kube-apiserver",
+        Command::new(k8s.join("kube-apiserver"))
+            .arg(format!("--etcd-servers={etcd_url}"))
+            .arg("--bind-address=127.0.0.1")
+            // Without a default route the server cannot work out an address to
+            // advertise; loopback is the truth here.
+            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--secure-port={api_port}"))
+            .arg(format!("--tls-cert-file={}", pki.serving_cert().display()))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                pki.serving_key().display()
+            ))
+            .arg(format!("--client-ca-file={}", pki.ca_cert().display()))
+            .arg("--authorization-mode=RBAC")
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg(format!(
+                "--service-account-key-file={}",
+                pki.sa_pub().display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                pki.sa_key().display()
+            ))
+            .arg("--service-cluster-ip-range=10.0.0.0/24")
+            .arg("--allow-privileged=true")
+            // No kubelet holds the `kubernetes` Service's endpoints up to date.
+            .arg("--endpoint-reconciler-type=none")
+            // Every request, by whom and with which verb, for the RBAC checks.
+            .arg(format!("--audit-policy-file={}", audit_policy.display()))
+            .arg(format!(
+                "--audit-log-path={}",
+                layout.state.join("logs").join("audit.log").display()
+            ))
+            .arg("--audit-log-mode=batch")
+            .arg("--audit-log-batch-max-wait=1s")
+            .arg("--profiling=false"),
+    )?;
+    wait_for(
+        layout,
+        "kube-apiserver",
+        "kube-apiserver to be ready",
+        Duration::from_secs(90),
+        || api_ready(layout),
+    )?;
+
+    process::spawn(
+        &layout.state,
+        "kube-controller-manager",
+        Command::new(k8s.join("kube-controller-manager"))
+            .arg(format!("--kubeconfig={}", configs[0].display()))
+            .arg(format!(
+                "--authentication-kubeconfig={}",
+                configs[0].display()
+            ))
+            .arg(format!(
+                "--authorization-kubeconfig={}",
+                configs[0].display()
+            ))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--secure-port={}", free_port()?))
+            .arg("--leader-elect=false")
+            // Each controller calls the API server as its own ServiceAccount, as
+            // in a cluster set up by kubeadm: RBAC judges them separately.
+            .arg("--use-service-account-credentials=true")
+            .arg(format!(
+                "--service-account-private-key-file={}",
+                pki.sa_key().display()
+            ))
+            .arg(format!("--root-ca-file={}", pki.ca_cert().display()))
+            .arg(format!(
+                "--cluster-signing-cert-file={}",
+                pki.ca_cert().display()
+            ))
+            .arg(format!(
+                "--cluster-signing-key-file={}",
+                pki.ca_key().display()
+            ))
+            .arg("--profiling=false"),
+    )?;
+    process::spawn(
+        &layout.state,
+        "kube-scheduler",
+        Command::new(k8s.join("kube-scheduler"))
+            .arg(format!("--kubeconfig={}", configs[1].display()))
+            .arg(format!(
+                "--authentication-kubeconfig={}",
+                configs[1].display()
+            ))
+            .arg(format!(
+                "--authorization-kubeconfig={}",
+                configs[1].display()
+            ))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--secure-port={}", free_port()?))
+            .arg("--leader-elect=false")
+            .arg("--profiling=false"),
+    )?;
+    let kwok_config = layout.state.join("kwok.yaml");
+    std::fs::write(&kwok_config, kwok_stages(&layout.root)?)?;
+    process::spawn(
+        &layout.state,
+        "kwok",
+        Command::new(kwok.join("kwok"))
+            // KWOK reads ~/.kwok/kwok.yaml when there is one: not here.
+            .env("KWOK_WORKDIR", layout.state.join("kwok"))
+            .arg(format!("--kubeconfig={}", layout.kubeconfig().display()))
+            .arg(format!("--config={}", kwok_config.display()))
+            .arg("--manage-all-nodes=false")
+            .arg(format!(
+                "--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake"
+            ))
+            .arg("--cidr=10.244.0.0/16")
+            .arg("--node-ip=127.0.0.1")
+            .arg("--node-lease-duration-seconds=40")
+            .arg(format!("--server-address=127.0.0.1:{}", free_port()?)),
+    )?;
+
+    let info = json!({
+        "version": version,
+        "server": server,
+        "kubeconfig": layout.kubeconfig(),
+        "bin": [k8s, kwok],
+    });
+    std::fs::write(layout.info(), serde_json::to_string_pretty(&info)?)?;
+
+    let kubectl = Kubectl::new(layout);
+    kubectl.apply(&nodes_yaml(args.nodes))?;
+    eprintln!("xtask: waiting for {} KWOK nodes to be Ready …", args.nodes);
+    for name in ["kube-controller-manager", "kube-scheduler", "kwok"] {
+        if process::running(&layout.state, name).is_none() {
+            bail!(
+                "{name} stopped at start; the end of its log ({}):\n{}",
+                process::files(&layout.state, name).log.display(),
+                process::log_tail(&layout.state, name, 30)
+            );
+        }
+    }
+    kubectl.run(&[
+        "wait",
+        "--for=condition=Ready",
+        "node",
+        "--all",
+        "--timeout=120s",
+    ])?;
+    // Pods are refused in a namespace until its ServiceAccount exists (the
+    // ServiceAccount admission plugin), which the controller manager creates.
+    kubectl.run(&[
+        "wait",
+        "--for=create",
+        "serviceaccount/default",
+        "-n",
+        "default",
+        "--timeout=120s",
+    ])?;
+    eprintln!(
+        "xtask: Kubernetes {version} is up in {:.1}s: kube-apiserver at {server}, {} KWOK nodes\n\
+         xtask: KUBECONFIG={}   (`eval \"$(cargo xtask cluster env)\"`; `cargo xtask cluster down` stops it)",
+        started.elapsed().as_secs_f64(),
+        args.nodes,
+        layout.kubeconfig().display()
+    );
+    Ok(())
+}
+
+/// The API server's audit log keeps who made each request with which verb on
+/// what (the RBAC tests read it), leaving out the control plane's own chatter.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  users: [system:kube-scheduler, system:kube-controller-manager, system:apiserver]
+- level: None
+  userGroups: [system:serviceaccounts:kube-system, system:nodes]
+- level: Metadata
+";
+
+/// KWOK's annotation on the nodes it plays the kubelet of.
+const KWOK_ANNOTATION: &str = "kwok.x-k8s.io/node";
+
+/// KWOK's stages, from the module's own files: nodes become Ready and keep a
+/// Lease; pods start, become Ready at once, complete and go when deleted.
+fn kwok_stages(root: &Path) -> anyhow::Result<String> {
+    let version = tools::version(root, &tools::KWOK)?;
+    let output = Command::new("go")
+        .current_dir(root.join(tools::KWOK.dir))
+        .args(["list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"])
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=readonly")
+        .output();
+    let dir = match output {
+        Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+        _ => bail!(
+            "KWOK's stage files come from sigs.k8s.io/kwok {version} in Go's module cache; `go mod download` in {} fetches it",
+            tools::KWOK.dir
+        ),
+    };
+    let mut out = String::new();
+    for file in [
+        "kustomize/stage/node/fast/node-initialize.yaml",
+        "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+        "kustomize/stage/pod/fast/pod-ready.yaml",
+        "kustomize/stage/pod/fast/pod-complete.yaml",
+        "kustomize/stage/pod/fast/pod-delete.yaml",
+    ] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading KWOK's stage {}", path.display()))?;
+        out.push_str("---\n");
+        out.push_str(&text);
+        if !text.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// KWOK nodes: untainted (every pod here is a KWOK pod), roomy enough for the
+/// scale runs.
+fn nodes_yaml(count: u32) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-{i}
+  annotations:
+    {KWOK_ANNOTATION}: fake
+    node.alpha.kubernetes.io/ttl: \"0\"
+  labels:
+    kubernetes.io/hostname: kwok-node-{i}
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+status:
+  allocatable: {{cpu: \"64\", memory: 256Gi, pods: \"4000\"}}
+  capacity: {{cpu: \"64\", memory: 256Gi, pods: \"4000\"}}
+  nodeInfo:
+    architecture: amd64
+    operatingSystem: linux
+    kubeletVersion: fake
+    kubeProxyVersion: fake
+"
+            )
+        })
+        .collect()
+}
+
+fn down(layout: &Layout) -> anyhow::Result<()> {
+    let mut stopped = Vec::new();
+    for name in PROCESSES.iter().rev() {
+        if process::stop(&layout.state, name, Duration::from_secs(10))? {
+            stopped.push(*name);
+        }
+    }
+    if !stopped.is_empty() {
+        eprintln!("xtask: stopped {}", stopped.join(", "));
+    }
+    for dir in ["etcd", "pki", "run"] {
+        let path = layout.state.join(dir);
+        if path.exists() {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    let _ = std::fs::remove_file(layout.info());
+    Ok(())
+}
+
+fn status(layout: &Layout) -> anyhow::Result<()> {
+    let mut down = 0;
+    for name in PROCESSES {
+        match process::running(&layout.state, name) {
+            Some(pid) => println!("{name:<24} running (pid {pid})"),
+            None => {
+                down += 1;
+                println!("{name:<24} not running");
+            }
+        }
+    }
+    if down == PROCESSES.len() {
+        println!("the cluster is down (`cargo xtask cluster up` starts it)");
+        return Ok(());
+    }
+    let kubectl = Kubectl::new(layout);
+    match kubectl.run(&["version", "-o", "json"]) {
+        Ok(text) => {
+            let v: Value = serde_json::from_str(&text)?;
+            println!(
+                "kube-apiserver {} at {}",
+                v.pointer("/serverVersion/gitVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?"),
+                layout
+                    .read_info()
+                    .and_then(|i| i["server"].as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            );
+            print!("{}", kubectl.run(&["get", "nodes"])?);
+            println!("KUBECONFIG={}", layout.kubeconfig().display());
+        }
+        Err(e) => println!("the API server does not answer: {e:#}"),
+    }
+    if down > 0 {
+        bail!(
+            "{down} of the cluster's processes are not running: `cargo xtask cluster up` starts it again"
+        )
+    }
+    Ok(())
+}
+
+fn env(layout: &Layout) -> anyhow::Result<()> {
+    let Some(info) = layout.read_info().filter(|_| all_running(layout)) else {
+        bail!("the cluster is not running: `cargo xtask cluster up` starts it");
+    };
+    let mut path: Vec<String> = info["bin"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_owned))
+        .collect();
+    path.push("${PATH}".into());
+    println!("export KUBECONFIG={}", layout.kubeconfig().display());
+    println!("export PATH={}", path.join(":"));
+    Ok(())
+}
+
+/// Waits until `ready` holds, failing with the end of `name`'s log if the process
+/// stops first or `limit` passes. Starting programs are polled: they offer
+/// nothing to wait on.
+fn wait_for(
+    layout: &Layout,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if ready() {
+            return Ok(());
+        }
+        let log = process::files(&layout.state, name).log;
+        if process::running(&layout.state, name).is_none() {
+            bail!(
+                "{name} stopped while waiting for {what}; the end of its log ({}):\n{}",
+                log.display(),
+                process::log_tail(&layout.state, name, 30)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "gave up waiting for {what} after {}s; the end of its log ({}):\n{}",
+                limit.as_secs(),
+                log.display(),
+                process::log_tail(&layout.state, name, 30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether a plain HTTP GET of `path` on loopback `port` answers 200.
+fn http_ok(port: u16, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200")
+}
+
+fn api_ready(layout: &Layout) -> bool {
+    Kubectl::new(layout)
+        .quiet(&["get", "--raw", "/readyz"])
+        .is_ok_and(|out| out.trim() == "ok")
+}
+
+/// kubectl with the admin kubeconfig.
+pub struct Kubectl {
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    pub fn new(layout: &Layout) -> Kubectl {
+        Kubectl {
+            kubeconfig: layout.kubeconfig(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        cmd
+    }
+
+    /// Runs kubectl; its stdout, or an error with its stderr.
+    pub fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self
+            .command(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running kubectl (kubectl 1.32 must be on PATH)")?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn quiet(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.run(args)
+    }
+
+    /// `kubectl apply -f -` of `yaml`.
+    pub fn apply(&self, yaml: &str) -> anyhow::Result<String> {
+        use std::io::Write;
+        let mut child = self
+            .command(&["apply", "--server-side", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running kubectl (kubectl 1.32 must be on PATH)")?;
+        child
+            .stdin
+            .take()
+            .context("kubectl's stdin")?
+            .write_all(yaml.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "kubectl apply failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}

@@ -1,0 +1,327 @@
+//! The control plane's programs, built from upstream Go modules and cached by
+//! version outside `target/` (a `cargo clean` does not cost a rebuild).
+//!
+//! Each wrapper module in the repository (`xtask/k8s`, `xtask/kwok`) requires one
+//! upstream module at one release, with the `replace` lines it needs and a
+//! committed `go.sum`: the build is reproducible and never resolves anything new
+//! (`-mod=readonly`). The release is read from the wrapper's `go.mod`, so it is
+//! written in one place.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+
+/// A program built from a wrapper module.
+pub struct Program {
+    /// The binary's name.
+    pub name: &'static str,
+    /// Its main package.
+    pub package: &'static str,
+    /// Whether Kubernetes' version variables are set in it (`/version`).
+    pub kube_version: bool,
+}
+
+/// A wrapper module and what is built from it.
+pub struct Module {
+    /// Its folder in the repository.
+    pub dir: &'static str,
+    /// The upstream module it pins; its version names the cache.
+    pub pins: &'static str,
+    /// The cache's folder for it (`~/.cache/sluice/<cache>/<version>`).
+    pub cache: &'static str,
+    pub programs: &'static [Program],
+}
+
+/// Kubernetes' control plane and the etcd its release pins.
+pub const KUBERNETES: Module = Module {
+    dir: "xtask/k8s",
+    pins: "k8s.io/kubernetes",
+    cache: "k8s",
+    programs: &[
+        Program {
+            name: "etcd",
+            package: "go.etcd.io/etcd/server/v3",
+            kube_version: false,
+        },
+        Program {
+            name: "kube-apiserver",
+            package: "k8s.io/kubernetes/cmd/kube-apiserver",
+            kube_version: true,
+        },
+        Program {
+            name: "kube-controller-manager",
+            package: "k8s.io/kubernetes/cmd/kube-controller-manager",
+            kube_version: true,
+        },
+        Program {
+            name: "kube-scheduler",
+            package: "k8s.io/kubernetes/cmd/kube-scheduler",
+            kube_version: true,
+        },
+    ],
+};
+
+/// KWOK: nodes and pods without kubelets.
+pub const KWOK: Module = Module {
+    dir: "xtask/kwok",
+    pins: "sigs.k8s.io/kwok",
+    cache: "kwok",
+    programs: &[Program {
+        name: "kwok",
+        package: "sigs.k8s.io/kwok/cmd/kwok",
+        kube_version: false,
+    }],
+};
+
+/// Where the binaries come from: a folder given by `SLUICE_K8S_BIN`, or built.
+pub const BIN_ENV: &str = "SLUICE_K8S_BIN";
+
+/// The version of `module` its wrapper pins.
+pub fn version(root: &Path, module: &Module) -> anyhow::Result<String> {
+    let path = root.join(module.dir).join("go.mod");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .map(|l| l.trim_start_matches("require").trim())
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(module.pins))
+                .then(|| words.next().map(str::to_owned))
+                .flatten()
+        })
+        .with_context(|| format!("{} does not require {}", path.display(), module.pins))
+}
+
+/// The user's cache folder for Sluice.
+pub fn cache_home() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("sluice"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .context("neither XDG_CACHE_HOME nor HOME is set: no cache folder for the binaries")?;
+    Ok(PathBuf::from(home).join(".cache").join("sluice"))
+}
+
+/// The folder holding `module`'s binaries: `SLUICE_K8S_BIN` when set (each
+/// program must be there), else the cache, built first when it is not complete
+/// for exactly this wrapper.
+pub fn ensure(root: &Path, module: &Module) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(BIN_ENV).filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        let missing: Vec<&str> = module
+            .programs
+            .iter()
+            .map(|p| p.name)
+            .filter(|name| !dir.join(name).is_file())
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "{BIN_ENV}={} lacks {}: put prebuilt binaries of those names there, or unset {BIN_ENV} to build them from {}",
+                dir.display(),
+                missing.join(", "),
+                module.dir
+            );
+        }
+        return Ok(dir);
+    }
+    let version = version(root, module)?;
+    let dir = cache_home()?.join(module.cache).join(&version).join("bin");
+    let stamp = stamp(root, module, &version)?;
+    let stamp_file = dir.join(".built-from");
+    let complete = module.programs.iter().all(|p| dir.join(p.name).is_file())
+        && std::fs::read_to_string(&stamp_file).is_ok_and(|s| s.trim() == stamp);
+    if complete {
+        return Ok(dir);
+    }
+    check_go()?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A build from another wrapper is stale as a whole.
+    let _ = std::fs::remove_file(&stamp_file);
+    let started = Instant::now();
+    for program in module.programs {
+        build(root, module, program, &version, &dir)?;
+    }
+    std::fs::write(&stamp_file, format!("{stamp}\n"))?;
+    eprintln!(
+        "xtask: {} {version} built in {} and cached in {}",
+        module.pins,
+        minutes(started.elapsed()),
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// What the cached binaries were built from: the wrapper's go.mod and go.sum.
+fn stamp(root: &Path, module: &Module, version: &str) -> anyhow::Result<String> {
+    let mut hash = Sha256::new();
+    hash.update(version.as_bytes());
+    for file in ["go.mod", "go.sum"] {
+        let path = root.join(module.dir).join(file);
+        hash.update(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    Ok(hex::encode(hash.finalize()))
+}
+
+/// Go's version, which must be at least the wrappers' `go` line.
+fn check_go() -> anyhow::Result<()> {
+    const NEED: (u32, u32) = (1, 26);
+    let instruction = format!(
+        "install Go {}.{} or newer (https://go.dev/doc/install; Debian: a golang-{}.{} backport), or set {BIN_ENV}=DIR to a folder of prebuilt binaries (kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok, e.g. kwokctl's or envtest's)",
+        NEED.0, NEED.1, NEED.0, NEED.1
+    );
+    let output = Command::new("go")
+        .args(["env", "GOVERSION"])
+        .env("GOTOOLCHAIN", "local")
+        .output();
+    let text = match output {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        Ok(o) => bail!(
+            "`go env GOVERSION` failed ({}): {instruction}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => bail!("Go is not on PATH ({e}): {instruction}"),
+    };
+    let numbers: Vec<u32> = text
+        .trim_start_matches("go")
+        .split(['.', 'r', 'b'])
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match numbers.as_slice() {
+        [major, minor] if (*major, *minor) >= NEED => Ok(()),
+        _ => bail!("this machine has {text}: {instruction}"),
+    }
+}
+
+fn minutes(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// `-ldflags` of a program: no symbol tables, and Kubernetes' version variables so
+/// that `/version` and `--version` say the release instead of `v0.0.0-master`.
+fn ldflags(program: &Program, version: &str) -> String {
+    let mut flags = vec!["-s".to_owned(), "-w".to_owned()];
+    if program.kube_version {
+        let mut parts = version.trim_start_matches('v').split('.');
+        let major = parts.next().unwrap_or_default();
+        let minor = parts.next().unwrap_or_default();
+        for package in [
+            "k8s.io/client-go/pkg/version",
+            "k8s.io/component-base/version",
+        ] {
+            for (name, value) in [
+                ("gitVersion", version),
+                ("gitMajor", major),
+                ("gitMinor", minor),
+                ("gitTreeState", "clean"),
+            ] {
+                flags.push(format!("-X {package}.{name}={value}"));
+            }
+        }
+    }
+    flags.join(" ")
+}
+
+/// Builds one program into `dir`, printing progress: the first build of the
+/// control plane compiles a few thousand packages.
+fn build(
+    root: &Path,
+    module: &Module,
+    program: &Program,
+    version: &str,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "xtask: building {} from {} {version} (the first build takes minutes; cached afterwards) …",
+        program.name, module.pins
+    );
+    let started = Instant::now();
+    let partial = dir.join(format!(".{}.partial", program.name));
+    let mut child = Command::new("go")
+        .current_dir(root.join(module.dir))
+        .args(["build", "-v", "-trimpath", "-mod=readonly", "-ldflags"])
+        .arg(ldflags(program, version))
+        .arg("-o")
+        .arg(&partial)
+        .arg(program.package)
+        .env("CGO_ENABLED", "0")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-buildvcs=false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting `go build`")?;
+    let stderr = child.stderr.take().context("go build's stderr")?;
+    let mut compiled = 0usize;
+    let mut errors = Vec::new();
+    let mut last_report = Instant::now();
+    for line in BufReader::new(stderr).lines() {
+        let line = line?;
+        // `-v` names each package as it is compiled; anything else is a message.
+        if line.starts_with('#') || line.contains(": ") || line.starts_with('\t') {
+            errors.push(line);
+            continue;
+        }
+        compiled += 1;
+        if last_report.elapsed() >= Duration::from_secs(15) {
+            eprintln!(
+                "xtask:   {}: {compiled} packages compiled, {} (now {line})",
+                program.name,
+                minutes(started.elapsed())
+            );
+            last_report = Instant::now();
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "building {} failed ({status}):\n{}\nThe command: cd {} && go build {}",
+            program.name,
+            errors.join("\n"),
+            root.join(module.dir).display(),
+            program.package
+        );
+    }
+    std::fs::rename(&partial, dir.join(program.name))?;
+    eprintln!(
+        "xtask:   {} built ({compiled} packages, {})",
+        program.name,
+        minutes(started.elapsed())
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_read_from_the_wrappers_go_mod() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("root");
+        let kubernetes = version(root, &KUBERNETES).expect("pinned");
+        assert!(kubernetes.starts_with("v1."), "{kubernetes}");
+        assert!(version(root, &KWOK).expect("pinned").starts_with("v0."));
+    }
+
+    #[test]
+    fn kubernetes_programs_get_the_release_as_their_version() {
+        let flags = ldflags(&KUBERNETES.programs[1], "v1.36.3");
+        assert!(flags.contains("-X k8s.io/component-base/version.gitVersion=v1.36.3"));
+        assert!(flags.contains("-X k8s.io/client-go/pkg/version.gitMinor=36"));
+        assert!(flags.contains("gitMajor=1 "));
+        assert_eq!(ldflags(&KUBERNETES.programs[0], "v1.36.3"), "-s -w");
+    }
+}
