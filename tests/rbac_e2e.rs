@@ -172,6 +172,21 @@ spec:
       steps: [{replicas: 1, pause: {}}]
 "#;
 
+/// A Deployment released in place (Kruise's advanced Deployment), whose new
+/// ReplicaSet the controller makes and sizes.
+const IN_PLACE_ROLLOUT: &str = r#"
+apiVersion: rollouts.kruise.io/v1alpha1
+kind: Rollout
+metadata:
+  name: web
+  annotations: {rollouts.kruise.io/rolling-style: partition}
+spec:
+  objectRef: {workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web}}
+  strategy:
+    canary:
+      steps: [{replicas: 1, pause: {}}]
+"#;
+
 /// Approves every step of `name` until it is healthy again.
 async fn approve_to_the_end(c: &Cluster, name: &str, steps: i32) {
     for step in 1..=steps {
@@ -235,18 +250,23 @@ async fn the_controller_uses_exactly_the_permissions_deploy_grants_it() {
     // A StatefulSet without traffic routing, on the built-in.
     c.apply(&statefulset("db:v1")).await;
     c.apply(STATEFULSET_ROLLOUT).await;
-    for name in ["echo", "cs", "db"] {
+    c.apply(&deployment_yaml("web", "web:v1", 3)).await;
+    c.apply(IN_PLACE_ROLLOUT).await;
+    for name in ["echo", "cs", "db", "web"] {
         c.until_healthy(name).await;
     }
     c.until_governed("apps", "deployments", "echo").await;
+    c.until_governed("apps", "deployments", "web").await;
 
     c.apply(&deployment_yaml("echo", "barnett/canarydemo:v2", 5))
         .await;
     c.apply(&cloneset("cs:v2")).await;
     c.apply(&statefulset("db:v2")).await;
+    c.apply(&deployment_yaml("web", "web:v2", 3)).await;
     approve_to_the_end(&c, "echo", 2).await;
     approve_to_the_end(&c, "cs", 2).await;
     approve_to_the_end(&c, "db", 1).await;
+    approve_to_the_end(&c, "web", 1).await;
     // Rolled back mid-release, the canary Service and Ingress go again.
     c.apply(&deployment_yaml("echo", "barnett/canarydemo:v3", 5))
         .await;

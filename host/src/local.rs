@@ -6,13 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
 use kube::api::{Api, PostParams};
 use sluice_sim::Sim;
 use tokio::task::JoinHandle;
 
 use crate::controller::{ControllerConfig, run};
-use crate::kruise::v1alpha1::Rollout;
 use crate::strategy::{Runtime, RuntimeConfig};
 
 /// A controller task; stop it with [`LocalController::stop`].
@@ -63,11 +61,7 @@ pub fn controller_client(sim: &Sim) -> anyhow::Result<kube::Client> {
 /// Installs Sluice's CRDs.
 pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [
-        Rollout::crd(),
-        crate::modules::StrategyModule::crd(),
-        crate::modules::ClusterStrategyModule::crd(),
-    ] {
+    for crd in crate::crds::all() {
         match crds.create(&PostParams::default(), &crd).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}

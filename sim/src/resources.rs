@@ -456,6 +456,80 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
     Ok(types)
 }
 
+/// Where a schema node sits, for the messages of [`structural_errors`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Root,
+    Item,
+    Field,
+}
+
+/// What kube-apiserver refuses in a CRD's schemas because they are not
+/// structural: every node, from the root through `properties`, `items` and
+/// `additionalProperties`, must say its `type` (unless it is
+/// `x-kubernetes-int-or-string` or `x-kubernetes-preserve-unknown-fields`), and an
+/// array its `items`. The (field, message) pairs, sorted as the server sorts
+/// them. A CRD with a single version has its schema reported where the server
+/// hoists it, `spec.validation.openAPIV3Schema`.
+pub fn structural_errors(crd: &Value) -> Vec<(String, String)> {
+    fn walk(node: &Value, level: Level, path: String, out: &mut Vec<(String, String)>) {
+        let kind = node.get("type").and_then(Value::as_str).unwrap_or("");
+        let exempt = |k: &str| node.get(k).and_then(Value::as_bool) == Some(true);
+        if kind == "array" && node.get("items").is_none() {
+            out.push((
+                format!("{path}.items"),
+                "Required value: must be specified".into(),
+            ));
+        }
+        if let Some(items) = node.get("items") {
+            walk(items, Level::Item, format!("{path}.items"), out);
+        }
+        if let Some(props) = node.get("properties").and_then(Value::as_object) {
+            for (k, v) in props {
+                walk(v, Level::Field, format!("{path}.properties[{k}]"), out);
+            }
+        }
+        if let Some(extra) = node.get("additionalProperties").filter(|v| v.is_object()) {
+            walk(
+                extra,
+                Level::Field,
+                format!("{path}.additionalProperties"),
+                out,
+            );
+        }
+        if kind.is_empty()
+            && !exempt("x-kubernetes-int-or-string")
+            && !exempt("x-kubernetes-preserve-unknown-fields")
+        {
+            let detail = match level {
+                Level::Root => "must not be empty at the root",
+                Level::Item => "must not be empty for specified array items",
+                Level::Field => "must not be empty for specified object fields",
+            };
+            out.push((format!("{path}.type"), format!("Required value: {detail}")));
+        }
+    }
+    let versions: Vec<&Value> = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for (i, version) in versions.iter().enumerate() {
+        let Some(schema) = version.pointer("/schema/openAPIV3Schema") else {
+            continue;
+        };
+        let path = if versions.len() == 1 {
+            "spec.validation.openAPIV3Schema".to_owned()
+        } else {
+            format!("spec.versions[{i}].schema.openAPIV3Schema")
+        };
+        walk(schema, Level::Root, path, &mut out);
+    }
+    out.sort_by(|a, b| format!("{}: {}", a.0, a.1).cmp(&format!("{}: {}", b.0, b.1)));
+    out
+}
+
 /// Fills in the `default` values an OpenAPI schema declares, where fields are absent.
 pub fn apply_defaults(schema: &Value, object: &mut Value) {
     match object {
@@ -489,6 +563,43 @@ pub fn apply_defaults(schema: &Value, object: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_node_without_a_type_is_refused_where_kube_apiserver_refuses_it() {
+        let crd = json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": {
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": {
+                "modifier": {"description": "no type"},
+                "free": {"x-kubernetes-preserve-unknown-fields": true},
+                "port": {"x-kubernetes-int-or-string": true},
+                "list": {"type": "array"},
+                "names": {"type": "array", "items": {"description": "no type"}},
+            }}},
+        }}}]}});
+        assert_eq!(
+            structural_errors(&crd),
+            vec![
+                (
+                    "spec.validation.openAPIV3Schema.properties[spec].properties[list].items"
+                        .to_owned(),
+                    "Required value: must be specified".to_owned()
+                ),
+                (
+                    "spec.validation.openAPIV3Schema.properties[spec].properties[modifier].type"
+                        .to_owned(),
+                    "Required value: must not be empty for specified object fields".to_owned()
+                ),
+                (
+                    "spec.validation.openAPIV3Schema.properties[spec].properties[names].items.type"
+                        .to_owned(),
+                    "Required value: must not be empty for specified array items".to_owned()
+                ),
+            ]
+        );
+        let fine = json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": {
+            "type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+        assert!(structural_errors(&fine).is_empty());
+    }
 
     #[test]
     fn defaults_fill_absent_fields_only() {

@@ -7,12 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use kube::CustomResourceExt;
 
 use crate::config::OperatorConfig;
 use crate::controller::leader::LeaseConfig;
 use crate::controller::{ControllerConfig, run as run_controller};
-use crate::kruise::v1alpha1::Rollout;
 use crate::strategy::{Runtime, RuntimeConfig};
 
 /// Options of `sluice controller`.
@@ -272,13 +270,8 @@ pub async fn stop_signal() {
 
 /// The CRDs as one YAML stream.
 pub fn crds_yaml() -> anyhow::Result<String> {
-    let crds = [
-        Rollout::crd(),
-        crate::modules::StrategyModule::crd(),
-        crate::modules::ClusterStrategyModule::crd(),
-    ];
     let mut out = String::new();
-    for crd in &crds {
+    for crd in &crate::crds::all() {
         out.push_str("---\n");
         out.push_str(&serde_yaml_ng::to_string(crd)?);
     }

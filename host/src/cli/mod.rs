@@ -2,6 +2,7 @@
 
 mod controller;
 mod dev;
+mod gateway;
 pub mod rollout;
 mod strategy;
 
@@ -43,6 +44,12 @@ pub enum Command {
     Dev(dev::DevArgs),
     /// Run the controller against a cluster (kubeconfig or in-cluster).
     Controller(Box<controller::ControllerArgs>),
+    /// Run the traffic gateway against a cluster: it routes HTTP requests by the
+    /// cluster's Ingresses (ingress-nginx's canary annotations) and HTTPRoutes to
+    /// the ready endpoints of their Services, whose pods answer per image. A
+    /// stand-in for an ingress controller and the application where pods run
+    /// nothing (KWOK); `sluice dev` runs one of its own.
+    Gateway(gateway::GatewayArgs),
     /// Operate Rollouts: list, get, approve, resume, pause, promote, undo, restart,
     /// set image, status. Also runs as the kubectl plugin `kubectl sluice …` when
     /// this binary is on PATH as `kubectl-sluice`.
@@ -155,6 +162,7 @@ pub fn main() -> ExitCode {
         Command::Strategy(cmd) => strategy::run(cmd, cli.cache_dir),
         Command::Dev(args) => dev::run(args, cli.cache_dir),
         Command::Controller(args) => controller::run(*args, cli.cache_dir),
+        Command::Gateway(args) => gateway::run(args),
         Command::Rollout(args) => rollout::run(args),
         Command::Crds => controller::print_crds(),
         Command::Completions { shell, plugin } => {

@@ -106,6 +106,7 @@ pub struct CanaryStep {
     pub weight: Option<i32>,
     /// Headers set on requests to the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "header_filter_schema")]
     pub request_header_modifier: Option<serde_json::Value>,
     /// Requests routed to the canary by header.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -405,6 +406,43 @@ pub struct ReleaseRecord {
 
 /// Drops the default a field's `#[serde(default)]` gives its schema, where Kruise's
 /// CRD has none.
+/// Kruise's `requestHeaderModifier`, Gateway API's HTTPHeaderFilter: the headers
+/// set, added and removed. Kept as JSON (the plan hash writes it as given); its
+/// schema is spelt out, as a real API server takes only structural schemas.
+fn header_filter_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let header = serde_json::json!({
+        "type": "object",
+        "description": "A header: its name (compared without case) and value.",
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 256,
+                     "pattern": "^[A-Za-z0-9!#$%&'*+\\-.^_\\x60|~]+$"},
+            "value": {"type": "string", "minLength": 1, "maxLength": 4096},
+        },
+        "required": ["name", "value"],
+    });
+    let headers = |what: &str| {
+        serde_json::json!({
+            "type": "array",
+            "description": what,
+            "items": header,
+            "maxItems": 16,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        })
+    };
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "description": "Headers set on requests to the canary.",
+        "properties": {
+            "set": headers("Headers replacing any of the same name."),
+            "add": headers("Headers appended to any of the same name."),
+            "remove": {"type": "array", "description": "Names of headers removed.",
+                       "items": {"type": "string"}, "maxItems": 16},
+        },
+    })
+}
+
 fn without_default(schema: &mut schemars::Schema) {
     schema.remove("default");
 }

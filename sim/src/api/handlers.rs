@@ -50,6 +50,7 @@ pub async fn handle(state: &ApiState, request: Request) -> Result<Response, ApiE
                 .ok_or_else(|| ApiError::not_found_resource(&target.group, &target.plural))?;
             let call = Call {
                 store: &state.store,
+                audit: &state.audit,
                 ty: &ty,
                 version: &target.version,
                 user,
@@ -64,6 +65,7 @@ pub async fn handle(state: &ApiState, request: Request) -> Result<Response, ApiE
 /// it is a dry run. Writes go through admission webhooks.
 struct Call<'a> {
     store: &'a Arc<Store>,
+    audit: &'a super::audit::AuditLog,
     ty: &'a ResourceType,
     version: &'a str,
     user: &'a str,
@@ -256,6 +258,7 @@ pub fn create(
     object: Value,
 ) -> Result<Arc<Value>, ApiError> {
     let object = prepare_create(ty, ns, object)?;
+    validate(ty, &object)?;
     let object = store.create(&ResKey::new(&ty.group, &ty.plural), object)?;
     after_write(store, ty, &object)
 }
@@ -276,6 +279,7 @@ async fn create_admitted(call: &Call<'_>, ns: &str, object: Value) -> Result<Arc
         )
         .await?
         .unwrap_or(Value::Null);
+    validate(call.ty, &object)?;
     if call.dry_run {
         return Ok(Arc::new(object));
     }
@@ -392,7 +396,29 @@ fn allocate_service(object: &mut Value) {
     }
 }
 
-/// Side effects of writing some kinds: CRDs start (or stop) being served.
+/// What the server refuses before it stores an object: a CRD it could not serve
+/// (its versions unreadable, or a schema that is not structural).
+fn validate(ty: &ResourceType, object: &Value) -> Result<(), ApiError> {
+    if ty.kind != "CustomResourceDefinition" {
+        return Ok(());
+    }
+    let name = Meta::of(object).name();
+    resources::from_crd(object)
+        .map_err(|e| ApiError::invalid("CustomResourceDefinition", name, vec![("spec", e)]))?;
+    let errors = resources::structural_errors(object);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "CustomResourceDefinition",
+        name,
+        errors
+            .iter()
+            .map(|(f, m)| (f.as_str(), m.clone()))
+            .collect(),
+    ))
+}
+
 /// Side effects of writing some kinds: CRDs start (or stop) being served; an
 /// `events.k8s.io` Event is also readable as a core Event, as on a real server.
 fn after_write(
@@ -466,6 +492,7 @@ fn update(
     object: Value,
 ) -> Result<Arc<Value>, ApiError> {
     let (object, _) = prepare_update(store, ty, ns, name, object)?;
+    validate(ty, &object)?;
     let object = store.update(&ResKey::new(&ty.group, &ty.plural), object)?;
     after_write(store, ty, &object)
 }
@@ -489,6 +516,7 @@ async fn update_admitted(
         )
         .await?
         .unwrap_or(Value::Null);
+    validate(call.ty, &object)?;
     if call.dry_run {
         return Ok(Arc::new(object));
     }
@@ -541,6 +569,18 @@ async fn patch(
         attempt += 1;
         let Some(current) = call.store.get(&res, ns, name) else {
             if kind == PatchKind::Apply {
+                // kube-apiserver authorizes an apply that creates the object a
+                // second time, as a create of that name: a patch grant alone is
+                // refused.
+                call.audit.record(super::audit::AuditEntry {
+                    user: call.user.to_owned(),
+                    verb: "create".into(),
+                    group: ty.group.clone(),
+                    resource: ty.plural.clone(),
+                    subresource: None,
+                    namespace: (!ns.is_empty()).then(|| ns.to_owned()),
+                    name: Some(name.to_owned()),
+                });
                 let mut object = parse_body(request)?;
                 object::meta_mut(&mut object).insert("name".into(), json!(name));
                 let object = create_admitted(call, ns, object).await?;

@@ -1,9 +1,16 @@
 //! The traffic gateway: routes HTTP requests by Host and path through Ingress objects
-//! (with ingress-nginx's canary annotations) and HTTPRoutes, to the ready pods behind
+//! (with ingress-nginx's canary annotations) and HTTPRoutes, to the ready endpoints of
 //! a Service, whose simulated containers answer per version.
+//!
+//! It reads the cluster through [`Objects`]: the simulator's own store, or a
+//! [`Mirror`] of a real API server that `sluice gateway` keeps from watches. On a real
+//! cluster the endpoints are the Service's EndpointSlices, filled by Kubernetes'
+//! EndpointSlice controller; the simulator has no such controller, and the ready pods
+//! its selector matches stand for them.
 
 mod dice;
 mod metrics;
+mod mirror;
 mod route;
 
 use std::sync::Arc;
@@ -23,24 +30,78 @@ use crate::workloads::pods;
 
 pub use dice::Dice;
 pub use metrics::GatewayMetrics;
+pub use mirror::Mirror;
 pub use route::{Backend, resolve};
+
+/// The objects the gateway routes by, read as Kubernetes' JSON.
+pub trait Objects: Send + Sync {
+    /// One object (`ns` empty for a cluster-scoped kind).
+    fn get(&self, res: &ResKey, ns: &str, name: &str) -> Option<Arc<Value>>;
+    /// The objects of a kind, in one namespace or all.
+    fn list(&self, res: &ResKey, ns: Option<&str>) -> Vec<Arc<Value>>;
+}
+
+impl Objects for Store {
+    fn get(&self, res: &ResKey, ns: &str, name: &str) -> Option<Arc<Value>> {
+        Store::get(self, res, ns, name)
+    }
+
+    fn list(&self, res: &ResKey, ns: Option<&str>) -> Vec<Arc<Value>> {
+        Store::list(self, res, ns).items
+    }
+}
+
+/// Whether the gateway's view has caught up with the cluster: answered at
+/// [`SYNCED_PATH`], so that a client measuring traffic knows every change it made
+/// before is what the gateway routes by.
+pub trait Synced: Send + Sync {
+    /// Completes when the view holds every object as the API server does now, or
+    /// says why it could not.
+    fn synced(&self) -> futures::future::BoxFuture<'_, Result<(), String>>;
+}
+
+/// The gateway's own path: `GET` answers 200 once its view of the cluster has
+/// caught up with the API server (at once on the simulator, whose store it reads).
+pub const SYNCED_PATH: &str = "/.well-known/sluice-gateway/synced";
 
 /// What the gateway's handler reaches.
 #[derive(Clone)]
 pub struct GatewayState {
-    store: Arc<Store>,
+    objects: Arc<dyn Objects>,
+    synced: Option<Arc<dyn Synced>>,
     metrics: Arc<GatewayMetrics>,
     dice: Arc<Dice>,
 }
 
-/// The gateway's router, its random choices made by `dice`.
-pub fn router(store: Arc<Store>, dice: Dice) -> Router {
+/// The gateway's router over `objects`, its random choices made by `dice`.
+pub fn router(objects: Arc<dyn Objects>, dice: Dice) -> Router {
+    router_with(objects, None, dice)
+}
+
+/// Like [`router`], for a view that can lag behind the cluster: `synced` says
+/// when it has caught up.
+pub fn router_with(
+    objects: Arc<dyn Objects>,
+    synced: Option<Arc<dyn Synced>>,
+    dice: Dice,
+) -> Router {
     let state = GatewayState {
-        store,
+        objects,
+        synced,
         metrics: Arc::new(GatewayMetrics::new()),
         dice: Arc::new(dice),
     };
     Router::new().fallback(handle).with_state(state)
+}
+
+async fn synced(state: &GatewayState) -> Response {
+    match &state.synced {
+        None => (StatusCode::OK, "synced\n").into_response(),
+        Some(s) => match s.synced().await {
+            Ok(()) => (StatusCode::OK, "synced\n").into_response(),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        },
+    }
 }
 
 async fn handle(State(state): State<GatewayState>, request: Request<Body>) -> Response {
@@ -61,13 +122,22 @@ async fn handle(State(state): State<GatewayState>, request: Request<Body>) -> Re
         })
         .unwrap_or("")
         .to_owned();
-    let Some(backend) = resolve(&state.store, &host, uri.path(), &headers, &state.dice) else {
+    let Some(backend) = resolve(
+        state.objects.as_ref(),
+        &host,
+        uri.path(),
+        &headers,
+        &state.dice,
+    ) else {
         if uri.path() == "/metrics" {
             return state.metrics.render();
         }
+        if uri.path() == SYNCED_PATH {
+            return synced(&state).await;
+        }
         return (StatusCode::NOT_FOUND, "default backend - 404\n").into_response();
     };
-    let endpoints = ready_pods(&state.store, &backend);
+    let endpoints = ready_endpoints(state.objects.as_ref(), &backend);
     if endpoints.is_empty() {
         state.metrics.observe(
             &backend.namespace,
@@ -119,9 +189,49 @@ async fn handle(State(state): State<GatewayState>, request: Request<Body>) -> Re
         .into_response()
 }
 
-/// Ready pods selected by the backend Service, in its namespace.
-fn ready_pods(store: &Store, backend: &Backend) -> Vec<Arc<Value>> {
-    let Some(service) = store.get(
+/// The pods behind the backend Service's ready endpoints: those its
+/// EndpointSlices list as ready (what kube-proxy and ingress-nginx send traffic
+/// to), or, where no EndpointSlice names the Service (the simulator makes none),
+/// the ready pods its selector matches.
+fn ready_endpoints(objects: &dyn Objects, backend: &Backend) -> Vec<Arc<Value>> {
+    let slices: Vec<Arc<Value>> = objects
+        .list(
+            &ResKey::new("discovery.k8s.io", "endpointslices"),
+            Some(&backend.namespace),
+        )
+        .into_iter()
+        .filter(|s| Meta::of(s).label(SERVICE_NAME_LABEL) == Some(backend.service.as_str()))
+        .collect();
+    if !slices.is_empty() {
+        let pods = ResKey::new("", "pods");
+        let mut ready: Vec<Arc<Value>> = slices
+            .iter()
+            .flat_map(|s| {
+                s.get("endpoints")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|e| {
+                // Kubernetes: `ready` left out means ready; a terminating
+                // endpoint is never ready.
+                e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false)
+                    && e.pointer("/conditions/terminating")
+                        .and_then(Value::as_bool)
+                        != Some(true)
+            })
+            .filter(|e| e.pointer("/targetRef/kind").and_then(Value::as_str) == Some("Pod"))
+            .filter_map(|e| {
+                let name = e.pointer("/targetRef/name")?.as_str()?;
+                objects.get(&pods, &backend.namespace, name)
+            })
+            .collect();
+        // One pod per endpoint, in a stable order: a seeded run picks the same.
+        ready.sort_by(|a, b| Meta::of(a).name().cmp(Meta::of(b).name()));
+        ready.dedup_by(|a, b| Meta::of(a).name() == Meta::of(b).name());
+        return ready;
+    }
+    let Some(service) = objects.get(
         &ResKey::new("", "services"),
         &backend.namespace,
         &backend.service,
@@ -132,15 +242,17 @@ fn ready_pods(store: &Store, backend: &Backend) -> Vec<Arc<Value>> {
         return Vec::new();
     };
     let selector = LabelSelector::from_map(selector);
-    store
+    objects
         .list(&ResKey::new("", "pods"), Some(&backend.namespace))
-        .items
         .into_iter()
         .filter(|p| {
             selector.matches(Meta::of(p).labels()) && pods::is_ready(p) && !pods::is_terminating(p)
         })
         .collect()
 }
+
+/// The label an EndpointSlice names its Service by.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// The version label metrics use: the pod's template hash or revision.
 fn version_of(pod: &Value) -> String {

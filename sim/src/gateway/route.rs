@@ -10,8 +10,9 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 
 use super::Dice;
+use super::Objects;
 use crate::object::Meta;
-use crate::store::{ResKey, Store};
+use crate::store::ResKey;
 
 const ANNOTATION: &str = "nginx.ingress.kubernetes.io/";
 
@@ -26,14 +27,14 @@ pub struct Backend {
 
 /// The backend for a request, if any Ingress or HTTPRoute routes it.
 pub fn resolve(
-    store: &Store,
+    objects: &dyn Objects,
     host: &str,
     path: &str,
     headers: &HeaderMap,
     dice: &Dice,
 ) -> Option<Backend> {
-    ingress(store, host, path, headers, dice)
-        .or_else(|| http_route(store, host, path, headers, dice))
+    ingress(objects, host, path, headers, dice)
+        .or_else(|| http_route(objects, host, path, headers, dice))
 }
 
 struct IngressMatch {
@@ -93,15 +94,13 @@ fn ingress_matches(ingress: &Value, host: &str, path: &str) -> Option<IngressMat
 }
 
 fn ingress(
-    store: &Store,
+    objects: &dyn Objects,
     host: &str,
     path: &str,
     headers: &HeaderMap,
     dice: &Dice,
 ) -> Option<Backend> {
-    let all = store
-        .list(&ResKey::new("networking.k8s.io", "ingresses"), None)
-        .items;
+    let all = objects.list(&ResKey::new("networking.k8s.io", "ingresses"), None);
     let mut main: Option<IngressMatch> = None;
     let mut canaries: Vec<IngressMatch> = Vec::new();
     for ingress in &all {
@@ -191,18 +190,16 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 fn http_route(
-    store: &Store,
+    objects: &dyn Objects,
     host: &str,
     path: &str,
     headers: &HeaderMap,
     dice: &Dice,
 ) -> Option<Backend> {
-    let routes = store
-        .list(
-            &ResKey::new("gateway.networking.k8s.io", "httproutes"),
-            None,
-        )
-        .items;
+    let routes = objects.list(
+        &ResKey::new("gateway.networking.k8s.io", "httproutes"),
+        None,
+    );
     let mut best: Option<((bool, usize, usize), &Value, String)> = None;
     for route in &routes {
         let hostnames: Vec<&str> = route

@@ -166,8 +166,7 @@ fn explain_path(path: &str) -> String {
 
 /// The schema of Rollouts the CRD serves.
 fn rollout_schema() -> Value {
-    use kube::CustomResourceExt;
-    let crd = serde_json::to_value(Rollout::crd()).unwrap_or_default();
+    let crd = serde_json::to_value(crate::crds::rollout()).unwrap_or_default();
     crd.pointer("/spec/versions/0/schema/openAPIV3Schema")
         .cloned()
         .unwrap_or_default()
