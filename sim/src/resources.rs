@@ -55,7 +55,36 @@ pub struct ResourceType {
     pub schema: Option<std::sync::Arc<Value>>,
     /// Whether this version is the one objects are stored at.
     pub storage: bool,
+    /// Whether the server keeps `metadata.generation` for its objects (custom
+    /// resources, and the built-in kinds whose strategy does: Deployments, Pods,
+    /// Ingresses…, but not ConfigMaps, Secrets, Services or Namespaces).
+    pub generation: bool,
+    /// Whether a CRD declares it (its list items carry their kind).
+    pub custom: bool,
 }
+
+/// The built-in kinds the simulator serves whose objects kube-apiserver gives a
+/// `metadata.generation` (their registry strategies set it; checked against
+/// v1.36's).
+const GENERATION_KINDS: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+    ("networking.k8s.io", "ingresses"),
+    ("networking.k8s.io", "ingressclasses"),
+    (
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+    ),
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+];
 
 impl ResourceType {
     /// `group/version`, or `version` for the core group.
@@ -82,6 +111,8 @@ impl ResourceType {
             columns: Vec::new(),
             schema: None,
             storage: true,
+            generation: GENERATION_KINDS.contains(&(group, plural)),
+            custom: false,
         }
     }
 
@@ -448,6 +479,8 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
                 .cloned()
                 .map(std::sync::Arc::new),
             storage: v.get("storage").and_then(Value::as_bool).unwrap_or(true),
+            generation: true,
+            custom: true,
         });
     }
     if types.is_empty() {

@@ -255,7 +255,11 @@ impl Store {
             meta.insert("uid".into(), json!(object::new_uid()));
             meta.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
             meta.insert("resourceVersion".into(), json!(rv.to_string()));
-            meta.insert("generation".into(), json!(1));
+            if ty.generation {
+                meta.insert("generation".into(), json!(1));
+            } else {
+                meta.remove("generation");
+            }
             meta.remove("deletionTimestamp");
             if !ty.namespaced {
                 meta.remove("namespace");
@@ -303,7 +307,11 @@ impl Store {
                     None => meta.remove(immutable),
                 };
             }
-            meta.insert("generation".into(), json!(generation));
+            if ty.generation {
+                meta.insert("generation".into(), json!(generation));
+            } else {
+                meta.remove("generation");
+            }
         }
         if object == *current {
             // Kubernetes does not write (nor bump the resourceVersion) for a no-op update.

@@ -232,7 +232,21 @@ fn list(
         t["metadata"] = metadata;
         return Ok(json_response(StatusCode::OK, &t));
     }
-    let items: Vec<Value> = selected.iter().map(|o| served(o, ty)).collect();
+    let items: Vec<Value> = selected
+        .iter()
+        .map(|o| {
+            let mut item = served(o, ty);
+            // kube-apiserver writes the kind once, on the list, for its own
+            // kinds; a custom resource's items carry theirs.
+            if !ty.custom
+                && let Some(map) = item.as_object_mut()
+            {
+                map.remove("apiVersion");
+                map.remove("kind");
+            }
+            item
+        })
+        .collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({"kind": format!("{}List", ty.kind), "apiVersion": ty.api_version(), "metadata": metadata, "items": items}),

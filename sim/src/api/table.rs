@@ -283,6 +283,8 @@ mod tests {
             columns,
             schema: Some(std::sync::Arc::new(json!({"type": "object"}))),
             storage: true,
+            generation: true,
+            custom: true,
         }
     }
 
