@@ -209,6 +209,57 @@ mod tests {
         assert!(c.metric_providers.is_empty(), "no provider unless declared");
     }
 
+    /// The configuration deploy/controller.yaml ships, and where its volumes are
+    /// mounted: the cache must be a folder the controller makes below a volume's
+    /// root (the kubelet makes the root root's, and the cache refuses a folder
+    /// that is not this user's own), and the key must not be inside the cache.
+    #[test]
+    fn the_shipped_deployments_configuration_reads_and_its_cache_is_the_controllers_own() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/controller.yaml"
+        ))
+        .expect("deploy/controller.yaml");
+        let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+            .collect();
+        let config_map = docs
+            .iter()
+            .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "sluice-config")
+            .expect("the ConfigMap sluice-config");
+        let config: OperatorConfig = serde_yaml_ng::from_str(
+            config_map["data"]["config.yaml"]
+                .as_str()
+                .expect("config.yaml"),
+        )
+        .expect("the shipped configuration reads");
+        config.check().expect("and is consistent");
+        let deployment = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment")
+            .expect("the Deployment");
+        let mounts: Vec<&str> = deployment
+            .pointer("/spec/template/spec/containers/0/volumeMounts")
+            .and_then(serde_json::Value::as_array)
+            .expect("volume mounts")
+            .iter()
+            .filter_map(|m| m["mountPath"].as_str())
+            .collect();
+        let cache = config.cache.dir.as_deref().expect("a cache folder");
+        assert!(
+            !mounts.iter().any(|m| Path::new(m) == cache),
+            "the cache {} is a volume's root",
+            cache.display()
+        );
+        assert!(
+            mounts.iter().any(|m| cache.starts_with(m)),
+            "the cache {} is on no volume (the root filesystem is read-only)",
+            cache.display()
+        );
+        let key = config.cache.key_file.as_deref().expect("a key file");
+        assert!(!key.starts_with(cache), "the key is inside the cache");
+    }
+
     #[test]
     fn the_documented_example_parses() {
         let text = std::fs::read_to_string(concat!(

@@ -70,13 +70,31 @@ impl Endpoint {
 }
 
 /// What the configurations say besides where the webhook is.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Selection {
     /// More `matchExpressions` a workload must meet (KubeVela's addon asks for the
     /// label `kruise-rollout.oam.dev/webhook`).
     pub extra_object_selector: Vec<Value>,
     /// Only objects of this namespace (a controller serving one namespace).
     pub namespace: Option<String>,
+    /// Namespaces the webhooks never see: a fail-closed webhook there would stand
+    /// between the cluster and its own repair (the control plane's namespaces, and
+    /// the controller's own, where a controller that cannot start must still be
+    /// mended).
+    pub excluded_namespaces: Vec<String>,
+}
+
+/// The control plane's namespaces.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            extra_object_selector: Vec::new(),
+            namespace: None,
+            excluded_namespaces: SYSTEM_NAMESPACES.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
 }
 
 /// The path of a workload kind's mutating webhook: `/mutate-apps-v1-deployment`.
@@ -99,17 +117,25 @@ pub fn kind_of_path(path: &str) -> Option<Kind> {
 fn namespace_selector(selection: &Selection) -> Value {
     match &selection.namespace {
         Some(ns) => json!({"matchLabels": {"kubernetes.io/metadata.name": ns}}),
-        None => json!({}),
+        None if selection.excluded_namespaces.is_empty() => json!({}),
+        None => json!({"matchExpressions": [{
+            "key": "kubernetes.io/metadata.name",
+            "operator": "NotIn",
+            "values": selection.excluded_namespaces,
+        }]}),
     }
 }
 
 /// The two configurations, for a webhook bound to `bound_port` and trusted through
-/// `ca_pem`.
+/// `ca_pem`, owned by `owner` (an owner reference: the controller's Namespace, so
+/// that deleting the installation deletes them too, instead of leaving fail-closed
+/// webhooks nobody serves).
 pub fn objects(
     endpoint: &Endpoint,
     selection: &Selection,
     bound_port: u16,
     ca_pem: &str,
+    owner: Option<&Value>,
 ) -> [Value; 2] {
     use base64::Engine as _;
     let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
@@ -159,8 +185,13 @@ pub fn objects(
             "scope": "Namespaced",
         }]),
     );
-    let metadata =
-        |name: &str| json!({"name": name, "labels": {"app.kubernetes.io/name": "sluice"}});
+    let metadata = |name: &str| {
+        let mut m = json!({"name": name, "labels": {"app.kubernetes.io/name": "sluice"}});
+        if let Some(owner) = owner {
+            m["ownerReferences"] = json!([owner]);
+        }
+        m
+    };
     [
         json!({
             "apiVersion": "admissionregistration.k8s.io/v1",
@@ -175,6 +206,23 @@ pub fn objects(
             "webhooks": [validating],
         }),
     ]
+}
+
+/// The owner reference to Namespace `name`, if it can be read.
+pub async fn namespace_owner(client: &kube::Client, name: &str) -> Option<Value> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    match api.get(name).await {
+        Ok(ns) => Some(json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "name": name,
+            "uid": ns.metadata.uid?,
+        })),
+        Err(e) => {
+            tracing::warn!(namespace = %name, error = %e, "cannot read the controller's Namespace: the webhook configurations are written without an owner, and outlive an uninstall");
+            None
+        }
+    }
 }
 
 /// Writes the configurations as `objects` says (server-side apply: what another

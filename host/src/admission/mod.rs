@@ -150,34 +150,40 @@ pub async fn start(
     let now = || clock.now_ms() / 1000;
     let (current, _) = certs::ensure(&client, &certs_config, now()).await?;
     let resolver = Arc::new(server::Resolver::new(&current).map_err(WebhookError::Serving)?);
-    let objects =
-        |ca: &str| configuration::objects(&config.endpoint, &config.selection, bound.port(), ca);
-    configuration::ensure(&client, &objects(&current.ca_pem))
-        .await
-        .map_err(WebhookError::Configurations)?;
     let handlers = Arc::new(server::Handlers {
         client: client.clone(),
         rollouts,
         validation,
     });
+    // Serving before the configurations point the API server here: no call finds
+    // nobody listening.
     tokio::spawn(server::serve(listener, resolver.clone(), handlers));
+    let owner = configuration::namespace_owner(&client, &config.secret_namespace).await;
+    let renewal_check = config.renewal_check;
+    let objects = move |ca: &str| {
+        configuration::objects(
+            &config.endpoint,
+            &config.selection,
+            bound.port(),
+            ca,
+            owner.as_ref(),
+        )
+    };
+    configuration::ensure(&client, &objects(&current.ca_pem))
+        .await
+        .map_err(WebhookError::Configurations)?;
     tokio::spawn(async move {
         let mut current = current;
         loop {
-            tokio::time::sleep(config.renewal_check).await;
+            tokio::time::sleep(renewal_check).await;
             match certs::ensure(&client, &certs_config, clock.now_ms() / 1000).await {
                 Ok((renewed, _)) if renewed != current => {
                     if let Err(e) = resolver.replace(&renewed) {
                         tracing::error!(error = %e, "cannot serve the renewed webhook certificate");
                         continue;
                     }
-                    let objects = configuration::objects(
-                        &config.endpoint,
-                        &config.selection,
-                        bound.port(),
-                        &renewed.ca_pem,
-                    );
-                    if let Err(e) = configuration::ensure(&client, &objects).await {
+                    if let Err(e) = configuration::ensure(&client, &objects(&renewed.ca_pem)).await
+                    {
                         tracing::error!(error = %e, "cannot write the renewed caBundle");
                         continue;
                     }

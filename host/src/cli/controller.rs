@@ -127,6 +127,13 @@ impl WebhookArgs {
                     .map(|key| serde_json::json!({"key": key, "operator": "Exists"}))
                     .collect(),
                 namespace: scope.map(str::to_owned),
+                excluded_namespaces: crate::admission::configuration::SYSTEM_NAMESPACES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    // The controller's own namespace, unless it shares `default`
+                    // with workloads.
+                    .chain((namespace != "default").then(|| namespace.to_owned()))
+                    .collect(),
             },
             renewal_check: std::time::Duration::from_secs(3600),
         }))

@@ -441,11 +441,26 @@ pub(crate) async fn list_values(
     api: &kube::Api<kube::core::DynamicObject>,
     params: &kube::api::ListParams,
 ) -> Result<Vec<Value>, kube::Error> {
-    api.list(params)
-        .await?
-        .items
+    let list = api.list(params).await?;
+    // kube-apiserver names the kind once, on the list, and leaves it off the items
+    // of its own kinds: each item gets it back, as a single read would give it.
+    let types = kube::core::TypeMeta {
+        api_version: list.types.api_version.clone(),
+        kind: list
+            .types
+            .kind
+            .strip_suffix("List")
+            .unwrap_or(&list.types.kind)
+            .to_owned(),
+    };
+    list.items
         .into_iter()
-        .map(serde_json::to_value)
+        .map(|mut item| {
+            if item.types.as_ref().is_none_or(|t| t.kind.is_empty()) {
+                item.types = Some(types.clone());
+            }
+            serde_json::to_value(item)
+        })
         .collect::<Result<_, _>>()
         .map_err(kube::Error::SerdeError)
 }
