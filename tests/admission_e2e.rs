@@ -14,7 +14,7 @@ use sluice_sim::store::ResKey;
 use support::cluster::Cluster;
 
 fn configuration(c: &Cluster, plural: &str, name: &str) -> Value {
-    c.sim
+    c.sim()
         .store()
         .get(
             &ResKey::new("admissionregistration.k8s.io", plural),
@@ -27,7 +27,7 @@ fn configuration(c: &Cluster, plural: &str, name: &str) -> Value {
 
 fn secret_field(c: &Cluster, key: &str) -> String {
     let secret = c
-        .sim
+        .sim()
         .store()
         .get(
             &ResKey::new("", "secrets"),
@@ -183,7 +183,7 @@ async fn a_template_change_is_held_in_the_same_request_and_only_then() {
     }
     c.until_healthy("echo").await;
     c.until("v2 everywhere", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 4
+        c.ready_pods_with("barnett/canarydemo:v2").await == 4
     })
     .await;
     let d = c.deployment("echo").await;
@@ -256,7 +256,7 @@ async fn certificates_are_renewed_before_they_expire_and_the_webhooks_go_on() {
 #[tokio::test]
 async fn kubectl_shows_kruises_refusal() {
     let c = Cluster::start().await;
-    let kubectl = sluice_testkit::Kubectl::new(&c.sim);
+    let kubectl = c.kubectl();
     let stderr = kubectl
         .fails(
             &["apply", "-f", "-"],
@@ -272,7 +272,7 @@ async fn kubectl_shows_kruises_refusal() {
 #[tokio::test]
 async fn the_crd_defaults_as_kruises_do_and_steps_left_out_reach_the_webhook_left_out() {
     let c = Cluster::start().await;
-    let kubectl = sluice_testkit::Kubectl::new(&c.sim);
+    let kubectl = c.kubectl();
     let head = "apiVersion: rollouts.kruise.io/v1alpha1\nkind: Rollout\nmetadata: {name: echo}\nspec:\n  objectRef: {workloadRef: {apiVersion: apps/v1, kind: Deployment, name: echo}}\n  strategy:\n    canary:\n";
     // Kruise's CRD leaves steps without a default: its webhook sees a nil slice.
     let stderr = kubectl

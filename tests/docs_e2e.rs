@@ -9,7 +9,8 @@
 //!
 //! - `cargo run -- ARGS` runs `sluice ARGS` (the binary cargo built for this test);
 //!   `cargo build` has nothing left to do; `cargo xtask test` is the suite this test
-//!   runs in, so it is the one command not run again.
+//!   runs in, so it is not run again, nor `cargo xtask cluster` (the real control
+//!   plane, which the real-cluster suite runs).
 //! - A command that keeps running (`cargo run -- dev`, `sluice controller`) is
 //!   started in the background, and the script goes on once it answers (the
 //!   kubeconfig written and the API server up; `/readyz`), as a reader goes on in
@@ -152,7 +153,13 @@ impl Scratch {
 case "$1" in
   run) shift; [ "${1:-}" = "--" ] && shift; exec sluice "$@" ;;
   build) exit 0 ;;
-  xtask) echo "(cargo xtask test: the suite this runs in; not run again)"; exit 0 ;;
+  xtask)
+    case "${2:-}" in
+      # Its lines for the shell are none here: what they set is the real cluster's.
+      cluster) echo "(cargo xtask cluster $3: the real control plane, which the real-cluster suite runs)" >&2 ;;
+      *) echo "(cargo xtask test: the suite this runs in; not run again)" ;;
+    esac
+    exit 0 ;;
   *) echo "doc-test: cargo $* is not expected in the docs" >&2; exit 1 ;;
 esac
 "#,

@@ -34,7 +34,7 @@ async fn a_javascript_module_over_https_drives_a_release() {
     ))
     .await;
     until_module_ready(&c, "linear").await;
-    let status = module_status(&c, "default", "linear");
+    let status = module_status(&c, c.ns(), "linear").await;
     assert_eq!(status["describesAs"], "linear 0.1.0", "{status}");
     assert_eq!(status["contractVersion"], "0.1.0", "{status}");
 
@@ -48,7 +48,7 @@ async fn a_javascript_module_over_https_drives_a_release() {
     release_v2(&c).await;
     c.until_paused_at("echo", 1).await;
     c.until("25% of the traffic on the canary", || async {
-        c.canary_weight("echo").as_deref() == Some("25")
+        c.canary_weight("echo").await.as_deref() == Some("25")
     })
     .await;
     let r = c.rollout("echo").await;
@@ -85,7 +85,7 @@ async fn a_javascript_module_over_https_drives_a_release() {
         ("linear".to_owned(), sha(bytes))
     );
     c.until("all v2", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 5
+        c.ready_pods_with("barnett/canarydemo:v2").await == 5
     })
     .await;
 }
@@ -106,7 +106,7 @@ async fn a_python_module_from_a_registry_waits_for_approval_at_every_step() {
         .await;
     until_module_ready(&c, "approval").await;
     assert_eq!(
-        module_status(&c, "default", "approval")["describesAs"],
+        module_status(&c, c.ns(), "approval").await["describesAs"],
         "approval 0.1.0"
     );
 
@@ -120,7 +120,7 @@ async fn a_python_module_from_a_registry_waits_for_approval_at_every_step() {
     release_v2(&c).await;
     c.until_paused_at("echo", 1).await;
     c.until("20% of the traffic on the canary", || async {
-        c.canary_weight("echo").as_deref() == Some("20")
+        c.canary_weight("echo").await.as_deref() == Some("20")
     })
     .await;
     let r = c.rollout("echo").await;
@@ -132,7 +132,7 @@ async fn a_python_module_from_a_registry_waits_for_approval_at_every_step() {
     c.approve("echo").await;
     c.until_paused_at("echo", 2).await;
     c.until("60% of the traffic on the canary", || async {
-        c.canary_weight("echo").as_deref() == Some("60")
+        c.canary_weight("echo").await.as_deref() == Some("60")
     })
     .await;
     // The last step waits for a person too.
@@ -146,7 +146,7 @@ async fn a_python_module_from_a_registry_waits_for_approval_at_every_step() {
         ("approval".to_owned(), sha(bytes))
     );
     c.until("all v2", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 5
+        c.ready_pods_with("barnett/canarydemo:v2").await == 5
     })
     .await;
 }

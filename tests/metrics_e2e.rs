@@ -1,4 +1,4 @@
-//! End-to-end with a real Prometheus (Debian's `prometheus`) scraping the simulator's
+//! End-to-end with a real Prometheus (Debian's `prometheus`) scraping the traffic
 //! gateway while traffic flows: a metrics-gated strategy promotes a healthy v2 and
 //! rolls back one that answers 30% errors, by itself.
 
@@ -127,17 +127,14 @@ spec:
 }
 
 async fn cluster_with_prometheus() -> (Cluster, Prometheus) {
-    let sim = sluice_testkit::sim().await;
-    let (prometheus, provider) = start_prometheus(sim.gateway_addr()).await;
-    let c = Cluster::on(
-        sim,
-        support::sandbox_config(),
-        support::cluster::with_webhooks(sluice::controller::ControllerConfig {
+    let pending = Cluster::prepare().await;
+    let (prometheus, provider) = start_prometheus(pending.gateway_addr()).await;
+    let c = pending
+        .start(sluice::controller::ControllerConfig {
             providers: vec![provider],
             ..Default::default()
-        }),
-    )
-    .await;
+        })
+        .await;
     (c, prometheus)
 }
 
@@ -146,7 +143,7 @@ async fn v1_then(c: &Cluster, v2_error_rate: &str) -> Traffic {
     c.apply(&setup()).await;
     c.until_healthy("echo").await;
     c.until_governed("apps", "deployments", "echo").await;
-    let flow = traffic(c.sim.gateway_url());
+    let flow = traffic(c.gateway_url());
     c.apply(&deployment("barnett/canarydemo:v2", v2_error_rate))
         .await;
     flow
@@ -172,11 +169,12 @@ async fn a_v2_answering_30_percent_errors_is_rolled_back_by_itself() {
     );
     assert!(
         c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .await
             .is_none(),
         "traffic back to stable"
     );
     c.until("canary pods gone", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 0
+        c.ready_pods_with("barnett/canarydemo:v2").await == 0
     })
     .await;
     assert_eq!(
@@ -241,7 +239,7 @@ async fn a_healthy_v2_is_promoted_by_itself() {
     })
     .await;
     c.until("all v2", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 4
+        c.ready_pods_with("barnett/canarydemo:v2").await == 4
     })
     .await;
 }

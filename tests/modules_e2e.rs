@@ -15,16 +15,11 @@ use support::sources::{https_server, push, registry};
 async fn a_configmap_module_drives_a_release_and_its_digest_is_recorded() {
     let c = Cluster::start().await;
     let bytes = sluice_test_guests::DOUBLING;
-    c.apply(&configmap("default", "doubling", bytes)).await;
-    c.apply(&module(
-        "default",
-        "doubling",
-        "doubling",
-        Some(&sha(bytes)),
-    ))
-    .await;
+    c.apply(&configmap(c.ns(), "doubling", bytes)).await;
+    c.apply(&module(c.ns(), "doubling", "doubling", Some(&sha(bytes))))
+        .await;
     until_module_ready(&c, "doubling").await;
-    let status = module_status(&c, "default", "doubling");
+    let status = module_status(&c, c.ns(), "doubling").await;
     assert_eq!(status["digest"], sha(bytes));
     assert_eq!(status["contractVersion"], "0.1.0");
     assert_eq!(status["exports"], json!(["sluice:strategy/strategy@0.1.0"]));
@@ -52,7 +47,7 @@ async fn a_configmap_module_drives_a_release_and_its_digest_is_recorded() {
     let r = c.rollout("echo").await;
     assert_eq!(strategy_status(&r), ("doubling".to_owned(), sha(bytes)));
     c.until("all v2", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 5
+        c.ready_pods_with("barnett/canarydemo:v2").await == 5
     })
     .await;
 }
@@ -61,8 +56,8 @@ async fn a_configmap_module_drives_a_release_and_its_digest_is_recorded() {
 async fn swapping_a_module_takes_effect_at_the_next_decision() {
     let c = Cluster::start().await;
     let steps = sluice::strategy::builtin::builtin("steps").expect("steps");
-    c.apply(&configmap("default", "team-strategy", steps)).await;
-    c.apply(&module("default", "team", "team-strategy", None))
+    c.apply(&configmap(c.ns(), "team-strategy", steps)).await;
+    c.apply(&module(c.ns(), "team", "team-strategy", None))
         .await;
     c.apply(&app_and_rollout(
         "team",
@@ -76,10 +71,9 @@ async fn swapping_a_module_takes_effect_at_the_next_decision() {
 
     // A new version of the module, published while the rollout waits: no restart.
     // Every change from here on is recorded, to check the order of two of them.
-    let mut changes = c.sim.store().subscribe();
+    let mut changes = c.sim().store().subscribe();
     let hostile = sluice_test_guests::HOSTILE;
-    c.apply(&configmap("default", "team-strategy", hostile))
-        .await;
+    c.apply(&configmap(c.ns(), "team-strategy", hostile)).await;
     c.until_rollout("echo", "the new module decided", |r| {
         strategy_status(r).1 == sha(hostile)
     })
@@ -105,7 +99,7 @@ async fn swapping_a_module_takes_effect_at_the_next_decision() {
         module_rv < decision_rv,
         "the module status (rv {module_rv}) came after the decision (rv {decision_rv})"
     );
-    assert_eq!(module_status(&c, "default", "team")["digest"], new);
+    assert_eq!(module_status(&c, c.ns(), "team").await["digest"], new);
     let r = c.rollout("echo").await;
     assert!(
         r.status
@@ -149,14 +143,16 @@ async fn a_rollout_cannot_use_another_namespaces_module() {
         json!({"metadata": {"annotations": {"strategy.sluice.dev/module": "theirs"}}}),
     )
     .await;
+    let missing = format!(
+        "StrategyModule {}/theirs does not exist in the Rollout's namespace",
+        c.ns()
+    );
     c.until_rollout("echo", "not found here", |r| {
-        strategy_condition(r).is_some_and(|(_, _, m)| {
-            m.contains("StrategyModule default/theirs does not exist in the Rollout's namespace")
-        })
+        strategy_condition(r).is_some_and(|(_, _, m)| m.contains(&missing))
     })
     .await;
     assert_eq!(
-        c.ready_pods_with("barnett/canarydemo:v2"),
+        c.ready_pods_with("barnett/canarydemo:v2").await,
         0,
         "nothing ran without a module"
     );
@@ -167,14 +163,13 @@ async fn a_digest_mismatch_is_refused_naming_both_digests() {
     let c = Cluster::start().await;
     let bytes = sluice_test_guests::DOUBLING;
     let wrong = "0".repeat(64);
-    c.apply(&configmap("default", "m", bytes)).await;
-    c.apply(&module("default", "pinned", "m", Some(&wrong)))
-        .await;
+    c.apply(&configmap(c.ns(), "m", bytes)).await;
+    c.apply(&module(c.ns(), "pinned", "m", Some(&wrong))).await;
     c.until("the module is refused", || async {
-        module_status(&c, "default", "pinned")["reason"] == "DigestMismatch"
+        module_status(&c, c.ns(), "pinned").await["reason"] == "DigestMismatch"
     })
     .await;
-    let message = module_status(&c, "default", "pinned")["message"]
+    let message = module_status(&c, c.ns(), "pinned").await["message"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -193,7 +188,7 @@ async fn a_digest_mismatch_is_refused_naming_both_digests() {
         strategy_condition(r).is_some_and(|(s, _, _)| s == "False")
     })
     .await;
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 0);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 0);
 }
 
 #[tokio::test]
@@ -214,7 +209,7 @@ async fn an_https_module_with_a_pinned_digest_loads_through_the_configured_ca() 
     .await;
     until_module_ready(&c, "fetched").await;
     assert_eq!(
-        module_status(&c, "default", "fetched")["digest"],
+        module_status(&c, c.ns(), "fetched").await["digest"],
         sha(bytes)
     );
 
@@ -226,7 +221,7 @@ async fn an_https_module_with_a_pinned_digest_loads_through_the_configured_ca() 
     ))
     .await;
     c.until("the mismatch is reported", || async {
-        module_status(&c, "default", "mismatched")["message"]
+        module_status(&c, c.ns(), "mismatched").await["message"]
             .as_str()
             .is_some_and(|m| m.contains(&wrong) && m.contains(&sha(bytes)))
     })
@@ -240,7 +235,7 @@ async fn an_https_module_with_a_pinned_digest_loads_through_the_configured_ca() 
     ))
     .await;
     c.until("the 404 is reported", || async {
-        module_status(&c, "default", "missing")["message"]
+        module_status(&c, c.ns(), "missing").await["message"]
             .as_str()
             .is_some_and(|m| m.contains("404"))
     })
@@ -274,7 +269,7 @@ async fn an_https_module_from_an_untrusted_server_is_refused() {
     ))
     .await;
     c.until("refused", || async {
-        module_status(&c, "default", "untrusted")["reason"] == "SourceUnavailable"
+        module_status(&c, c.ns(), "untrusted").await["reason"] == "SourceUnavailable"
     })
     .await;
 }
@@ -294,12 +289,15 @@ async fn an_oci_module_is_pulled_from_a_registry_and_checked_against_its_pin() {
     c.apply(&oci_module("pulled", &reference, &sha(bytes)))
         .await;
     until_module_ready(&c, "pulled").await;
-    assert_eq!(module_status(&c, "default", "pulled")["digest"], sha(bytes));
+    assert_eq!(
+        module_status(&c, c.ns(), "pulled").await["digest"],
+        sha(bytes)
+    );
 
     let wrong = "3".repeat(64);
     c.apply(&oci_module("mismatched", &reference, &wrong)).await;
     c.until("the mismatch is reported", || async {
-        module_status(&c, "default", "mismatched")["message"]
+        module_status(&c, c.ns(), "mismatched").await["message"]
             .as_str()
             .is_some_and(|m| m.contains(&wrong) && m.contains(&sha(bytes)))
     })
@@ -323,9 +321,8 @@ async fn an_oci_module_is_pulled_from_a_registry_and_checked_against_its_pin() {
 async fn a_bad_configuration_is_reported_as_soon_as_the_rollout_names_the_module() {
     let c = Cluster::start().await;
     let bytes = sluice_test_guests::DOUBLING;
-    c.apply(&configmap("default", "doubling", bytes)).await;
-    c.apply(&module("default", "doubling", "doubling", None))
-        .await;
+    c.apply(&configmap(c.ns(), "doubling", bytes)).await;
+    c.apply(&module(c.ns(), "doubling", "doubling", None)).await;
     c.apply(&app_and_rollout(
         "doubling",
         Some(r#"{"start": 0}"#),
@@ -339,7 +336,7 @@ async fn a_bad_configuration_is_reported_as_soon_as_the_rollout_names_the_module
     })
     .await;
     c.until("a warning event", || async {
-        c.objects("", "events").iter().any(|e| {
+        c.objects("", "events").await.iter().any(|e| {
             e["reason"] == "StrategyFailed"
                 && e["message"]
                     .as_str()

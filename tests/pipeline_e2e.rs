@@ -23,9 +23,9 @@ async fn decisions(c: &Cluster) -> u64 {
 #[tokio::test]
 async fn a_module_asking_every_second_is_decided_about_once_a_second_not_in_a_loop() {
     let c = Cluster::start().await;
-    c.apply(&configmap("default", "m", sluice_test_guests::HOSTILE))
+    c.apply(&configmap(c.ns(), "m", sluice_test_guests::HOSTILE))
         .await;
-    c.apply(&module("default", "countdown", "m", None)).await;
+    c.apply(&module(c.ns(), "countdown", "m", None)).await;
     until_module_ready(&c, "countdown").await;
     c.apply(&app_and_rollout(
         "countdown",
@@ -67,16 +67,17 @@ async fn a_canary_create_whose_answer_is_lost_makes_no_second_canary() {
     c.until_healthy("echo").await;
     // The canary Deployment is the next Deployment created: its create is carried
     // out, its answer lost.
-    c.sim.faults().lose_create_responses("deployments", 1);
+    c.sim().faults().lose_create_responses("deployments", 1);
     release_v2(&c).await;
     c.until_paused_at("echo", 1).await;
     assert_eq!(
-        c.sim.faults().armed("deployments"),
+        c.sim().faults().armed("deployments"),
         0,
         "the canary's create lost its answer"
     );
     let canaries: Vec<Value> = c
         .objects("apps", "deployments")
+        .await
         .into_iter()
         .filter(|d| {
             d.pointer("/metadata/labels/rollouts.kruise.io~1canary-deployment")

@@ -1,7 +1,9 @@
 //! Least privilege, checked both ways: a controller runs every kind of release and
-//! module Sluice supports against the simulator, which records each request it
-//! makes (as its ServiceAccount); every request must be allowed by the RBAC in
-//! `deploy/controller.yaml`, and every permission there must have been used.
+//! module Sluice supports, and each request it makes as its ServiceAccount is
+//! recorded (by the simulator; on a real control plane by the API server's audit
+//! log, while its RBAC authorizer judges each call); every request must be allowed
+//! by the RBAC in `deploy/controller.yaml`, none refused, and every permission
+//! there must have been used.
 
 mod support;
 
@@ -129,7 +131,7 @@ fn statefulset(image: &str) -> String {
     )
 }
 
-const CLONESET_ROUTING: &str = r#"
+const CLONESET_ROLLOUT: &str = r#"
 apiVersion: v1
 kind: Service
 metadata: {name: cs}
@@ -137,14 +139,15 @@ spec:
   selector: {app: cs}
   ports: [{port: 80}]
 ---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
+apiVersion: networking.k8s.io/v1
+kind: Ingress
 metadata: {name: cs}
 spec:
-  hostnames: [cs.example.com]
   rules:
-  - matches: [{path: {type: PathPrefix, value: /}}]
-    backendRefs: [{name: cs, port: 80}]
+  - host: cs.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: cs, port: {number: 80}}}}
 ---
 apiVersion: rollouts.kruise.io/v1alpha1
 kind: Rollout
@@ -158,7 +161,38 @@ spec:
       # A partition-style step with traffic updates at most half the pods by
       # percentage (Kruise's partition limit); counts are not limited.
       steps: [{weight: 20, replicas: 1, pause: {}}, {weight: 60, replicas: 3, pause: {}}]
-      trafficRoutings: [{service: cs, gracePeriodSeconds: 0, gateway: {httpRouteName: cs}}]
+      trafficRoutings: [{service: cs, gracePeriodSeconds: 0, ingress: {name: cs}}]
+"#;
+
+/// A Deployment routed by a Gateway API HTTPRoute, on the namespaced module.
+const ROUTED_ROLLOUT: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: route}
+spec:
+  selector: {app: route}
+  ports: [{port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: route}
+spec:
+  hostnames: [route.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: route, port: 80}]
+---
+apiVersion: rollouts.kruise.io/v1alpha1
+kind: Rollout
+metadata:
+  name: route
+  annotations: {strategy.sluice.dev/module: team-steps}
+spec:
+  objectRef: {workloadRef: {apiVersion: apps/v1, kind: Deployment, name: route}}
+  strategy:
+    canary:
+      steps: [{weight: 20, pause: {}}, {weight: 60, pause: {}}]
+      trafficRoutings: [{service: route, gracePeriodSeconds: 0, gateway: {httpRouteName: route}}]
 "#;
 
 const STATEFULSET_ROLLOUT: &str = r#"
@@ -199,20 +233,24 @@ async fn approve_to_the_end(c: &Cluster, name: &str, steps: i32) {
 #[tokio::test]
 async fn the_controller_uses_exactly_the_permissions_deploy_grants_it() {
     let rules = deployed_rules();
+    let started = k8s_openapi::jiff::Timestamp::now();
+    let pending = Cluster::prepare().await;
+    // As on a first install: no webhook configurations, Lease or certificates yet,
+    // so their `create`s are made (on a real cluster, an earlier test's are there).
+    pending.forget_controller_state().await;
+    let real = pending.is_real();
+    let admin = pending.client();
     // The controller's namespace first, as deploy/ makes it: its lease and its
     // webhook certificates are kept there.
-    let sim = sluice_testkit::sim().await;
     sluice_testkit::apply(
-        &sluice_testkit::client(&sim),
+        &admin,
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: sluice-system}\n",
     )
     .await;
     let mut webhook = sluice::admission::WebhookConfig::local(0);
     webhook.secret_namespace = "sluice-system".into();
-    let mut c = Cluster::on(
-        sim,
-        support::sandbox_config(),
-        ControllerConfig {
+    let mut c = pending
+        .start(ControllerConfig {
             lease: Some(LeaseConfig::new(
                 "sluice-system",
                 "sluice-controller",
@@ -220,14 +258,16 @@ async fn the_controller_uses_exactly_the_permissions_deploy_grants_it() {
             )),
             webhook: Some(webhook),
             ..ControllerConfig::default()
-        },
-    )
-    .await;
+        })
+        .await;
     let steps_module = sluice::strategy::builtin::builtin("steps").expect("built in");
     // A cluster module from a ConfigMap, pinned, for namespaces labelled tier=gold;
-    // `default` is one.
-    c.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: default, labels: {tier: gold}}\n")
-        .await;
+    // the test's is one.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {}, labels: {{tier: gold}}}}\n",
+        c.ns()
+    ))
+    .await;
     c.apply(&configmap("sluice-system", "shared-modules", steps_module))
         .await;
     c.apply(&format!(
@@ -236,35 +276,51 @@ async fn the_controller_uses_exactly_the_permissions_deploy_grants_it() {
     ))
     .await;
     // A namespaced module from a ConfigMap.
-    c.apply(&configmap("default", "team-modules", steps_module))
+    c.apply(&configmap(c.ns(), "team-modules", steps_module))
         .await;
-    c.apply(&module("default", "team-steps", "team-modules", None))
+    c.apply(&module(c.ns(), "team-steps", "team-modules", None))
         .await;
 
     // A Deployment with an NGINX Ingress, on the cluster module.
     c.apply(&app_and_rollout("cluster/shared-steps", None, STEPS))
         .await;
-    // A CloneSet with a Gateway API HTTPRoute, on the namespaced module.
-    c.apply(&cloneset("cs:v1")).await;
-    c.apply(CLONESET_ROUTING).await;
+    // A Deployment with a Gateway API HTTPRoute, on the namespaced module.
+    c.apply(&deployment_yaml("route", "route:v1", 4)).await;
+    c.apply(ROUTED_ROLLOUT).await;
+    // A CloneSet, where OpenKruise's controller runs it (the simulator does; a
+    // real cluster here has no OpenKruise: docs/real-cluster.md).
+    let workloads: &[&str] = if real {
+        &["echo", "route", "db", "web"]
+    } else {
+        c.apply(&cloneset("cs:v1")).await;
+        c.apply(CLONESET_ROLLOUT).await;
+        &["echo", "route", "db", "web", "cs"]
+    };
     // A StatefulSet without traffic routing, on the built-in.
     c.apply(&statefulset("db:v1")).await;
     c.apply(STATEFULSET_ROLLOUT).await;
     c.apply(&deployment_yaml("web", "web:v1", 3)).await;
     c.apply(IN_PLACE_ROLLOUT).await;
-    for name in ["echo", "cs", "db", "web"] {
+    for name in workloads {
         c.until_healthy(name).await;
     }
     c.until_governed("apps", "deployments", "echo").await;
     c.until_governed("apps", "deployments", "web").await;
+    c.until_governed("apps", "deployments", "route").await;
 
     c.apply(&deployment_yaml("echo", "barnett/canarydemo:v2", 5))
         .await;
-    c.apply(&cloneset("cs:v2")).await;
+    c.apply(&deployment_yaml("route", "route:v2", 4)).await;
+    if !real {
+        c.apply(&cloneset("cs:v2")).await;
+    }
     c.apply(&statefulset("db:v2")).await;
     c.apply(&deployment_yaml("web", "web:v2", 3)).await;
     approve_to_the_end(&c, "echo", 2).await;
-    approve_to_the_end(&c, "cs", 2).await;
+    approve_to_the_end(&c, "route", 2).await;
+    if !real {
+        approve_to_the_end(&c, "cs", 2).await;
+    }
     approve_to_the_end(&c, "db", 1).await;
     approve_to_the_end(&c, "web", 1).await;
     // Rolled back mid-release, the canary Service and Ingress go again.
@@ -277,22 +333,33 @@ async fn the_controller_uses_exactly_the_permissions_deploy_grants_it() {
     // A graceful stop releases the Lease, so a standby takes over at once.
     c.stop_controller().await;
     let lease = c
-        .sim
-        .store()
-        .get(
-            &sluice_sim::store::ResKey::new("coordination.k8s.io", "leases"),
+        .object_in(
             "sluice-system",
+            "coordination.k8s.io",
+            "leases",
             "sluice-controller",
         )
+        .await
         .map(|l| l["spec"]["holderIdentity"].clone());
     assert_eq!(lease, Some(Value::Null), "the Lease is released on stop");
 
-    let calls: Vec<AuditEntry> = c
-        .sim
-        .audit()
-        .into_iter()
-        .filter(|e| e.user == sluice::local::CONTROLLER_USER)
-        .collect();
+    let calls: Vec<AuditEntry> = if real {
+        // What the real API server recorded, and what its RBAC authorizer refused:
+        // nothing.
+        let (calls, refused) = c.audited(sluice::local::CONTROLLER_USER, started).await;
+        assert_eq!(
+            refused,
+            Vec::<String>::new(),
+            "the API server refused the controller"
+        );
+        calls
+    } else {
+        c.sim()
+            .audit()
+            .into_iter()
+            .filter(|e| e.user == sluice::local::CONTROLLER_USER)
+            .collect()
+    };
     assert!(!calls.is_empty(), "the controller's requests are recorded");
     let denied: BTreeSet<String> = calls
         .iter()
@@ -323,6 +390,8 @@ async fn the_controller_uses_exactly_the_permissions_deploy_grants_it() {
                 // Renewing the webhook certificates updates their Secret: a year in,
                 // which tests/admission_e2e.rs shows with a clock moved on.
                 .filter(|(g, res, v)| !(g.is_empty() && res == "secrets" && v == "update"))
+                // No OpenKruise runs on the real control plane: no CloneSet here.
+                .filter(|(g, _, _)| !(real && g == "apps.kruise.io"))
                 .filter(|(g, res, v)| {
                     !calls.iter().any(|e| {
                         let resource = match &e.subresource {

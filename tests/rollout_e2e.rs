@@ -14,8 +14,8 @@ async fn v1_healthy(c: &Cluster, steps: &str, replicas: u32) {
     c.until_governed("apps", "deployments", "echo").await;
 }
 
-fn stable_selector_hash(c: &Cluster) -> Option<String> {
-    c.object("", "services", "echo").and_then(|s| {
+async fn stable_selector_hash(c: &Cluster) -> Option<String> {
+    c.object("", "services", "echo").await.and_then(|s| {
         s.pointer("/spec/selector/pod-template-hash")
             .and_then(Value::as_str)
             .map(str::to_owned)
@@ -26,24 +26,25 @@ fn stable_selector_hash(c: &Cluster) -> Option<String> {
 /// the workload an ordinary, unpaused Deployment with every pod updated.
 async fn assert_clean(c: &Cluster, image: &str, replicas: usize) {
     c.until("the stable Deployment runs the final version", || async {
-        c.ready_pods_with(image) == replicas
+        c.ready_pods_with(image).await == replicas
     })
     .await;
     assert!(
-        c.canary_deployments().is_empty(),
+        c.canary_deployments().await.is_empty(),
         "a canary Deployment is left"
     );
     assert!(
-        c.object("", "services", "echo-canary").is_none(),
+        c.object("", "services", "echo-canary").await.is_none(),
         "the canary Service is left"
     );
     assert!(
         c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .await
             .is_none(),
         "the canary Ingress is left"
     );
     assert_eq!(
-        stable_selector_hash(c),
+        stable_selector_hash(c).await,
         None,
         "the stable Service is still pinned"
     );
@@ -95,7 +96,7 @@ async fn the_walkthrough_release_waits_for_approval_then_completes() {
     );
     // kubectl finds the controller's Events for the Rollout, as for any object.
     let events: kube::Api<k8s_openapi::api::core::v1::Event> =
-        kube::Api::namespaced(c.client.clone(), "default");
+        kube::Api::namespaced(c.client.clone(), c.ns());
     c.until("the Paused event", || async {
         events
             .list(
@@ -105,7 +106,7 @@ async fn the_walkthrough_release_waits_for_approval_then_completes() {
             .is_ok_and(|l| !l.items.is_empty())
     })
     .await;
-    let kubectl = sluice_testkit::Kubectl::new(&c.sim);
+    let kubectl = c.kubectl();
     let described = kubectl.run(&["describe", "rollout", "echo"], "").await;
     let listed = described.split("Events:").nth(1).unwrap_or_default();
     assert!(listed.contains("Paused"), "{described}");
@@ -121,24 +122,25 @@ async fn the_walkthrough_release_waits_for_approval_then_completes() {
         Some(("True".into(), "InRolling".into()))
     );
     // One canary pod beside five stable ones; the stable Deployment untouched and held.
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 1);
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v1"), 5);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 1);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v1").await, 5);
     let d = c.deployment("echo").await;
     assert_eq!(d.spec.paused, Some(true));
     assert_eq!(d.status.unwrap().updated_replicas.unwrap_or(0), 0);
     // Traffic: stable pinned, canary Service on the canary hash, canary Ingress at 20%.
     assert_eq!(
-        stable_selector_hash(&c),
+        stable_selector_hash(&c).await,
         Some(canary.stable_revision.clone())
     );
     let canary_svc = c
         .object("", "services", "echo-canary")
+        .await
         .expect("canary Service");
     assert_eq!(
         canary_svc["spec"]["selector"]["pod-template-hash"],
         json!(canary.pod_template_hash)
     );
-    assert_eq!(c.canary_weight("echo").as_deref(), Some("20"));
+    assert_eq!(c.canary_weight("echo").await.as_deref(), Some("20"));
     let n = 400;
     let v2 = c.share(HOST, "/apis/echo", n, "Demo: V2").await;
     assert!(
@@ -168,6 +170,7 @@ async fn rollback_by_reverting_the_template_cancels_and_keeps_the_original_pods(
     v1_healthy(&c, "[{weight: 20, pause: {}}]", 5).await;
     let original: Vec<String> = c
         .objects("", "pods")
+        .await
         .iter()
         .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
         .collect();
@@ -186,11 +189,12 @@ async fn rollback_by_reverting_the_template_cancels_and_keeps_the_original_pods(
     );
     assert_clean(&c, "barnett/canarydemo:v1", 5).await;
     c.until("the canary pod is gone", || async {
-        c.objects("", "pods").len() == 5
+        c.objects("", "pods").await.len() == 5
     })
     .await;
     let mut now: Vec<String> = c
         .objects("", "pods")
+        .await
         .iter()
         .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
         .collect();
@@ -217,12 +221,12 @@ async fn five_steps_of_20_40_60_80_90_percent() {
         let canary = status.canary_status.unwrap();
         assert_eq!(canary.canary_replicas, pods, "step {step}");
         assert_eq!(
-            c.canary_weight("echo"),
+            c.canary_weight("echo").await,
             Some(weight.to_string()),
             "step {step}"
         );
         assert_eq!(
-            c.ready_pods_with("barnett/canarydemo:v2"),
+            c.ready_pods_with("barnett/canarydemo:v2").await,
             pods as usize,
             "step {step}"
         );
@@ -286,12 +290,16 @@ async fn deployment_v1_v2_percentage_20_40_60_80_90_and_replicas_3() {
             "step {step}"
         );
         assert_eq!(
-            c.canary_weight("echo"),
+            c.canary_weight("echo").await,
             Some(weight.to_string()),
             "step {step}"
         );
         if step == 1 {
-            let canary_deployment = c.canary_deployments().pop().expect("the canary Deployment");
+            let canary_deployment = c
+                .canary_deployments()
+                .await
+                .pop()
+                .expect("the canary Deployment");
             assert_eq!(
                 canary_deployment.pointer("/spec/template/metadata/labels/pod"),
                 Some(&json!("canary"))
@@ -321,14 +329,14 @@ async fn v1_v2_percentage_20_40_60_80_100_steps_changed_v1() {
     .await;
     c.apply(&deployment("barnett/canarydemo:v2", 10)).await;
     c.until_paused_at("echo", 1).await;
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 2);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 2);
     c.apply(&rollout(
         "[{weight: 10, pause: {}}, {weight: 30, pause: {}}, {weight: 100, pause: {duration: 0}}]",
     ))
     .await;
     // New step 1 asks for 1 pod, fewer than the canary's 2: step 2 (3 pods).
     c.until_paused_at("echo", 2).await;
-    assert_eq!(c.canary_weight("echo").as_deref(), Some("30"));
+    assert_eq!(c.canary_weight("echo").await.as_deref(), Some("30"));
     let status = c.rollout("echo").await.status.expect("status");
     let canary = status.canary_status.expect("canary status");
     assert_eq!(
@@ -352,7 +360,7 @@ async fn v1_v2_percentage_20_40_60_80_100_steps_changed_v1() {
 /// Kruise's step jump: patch `nextStepIndex`; the rollout goes there at once.
 async fn jump_to(c: &Cluster, step: i32) {
     let api: kube::Api<sluice::kruise::v1alpha1::Rollout> =
-        kube::Api::namespaced(c.client.clone(), "default");
+        kube::Api::namespaced(c.client.clone(), c.ns());
     api.patch_status(
         "echo",
         &kube::api::PatchParams::default(),
@@ -380,9 +388,9 @@ async fn patching_next_step_index_jumps_forward_and_back() {
     // Forward over step 2.
     jump_to(&c, 3).await;
     c.until_paused_at("echo", 3).await;
-    assert_eq!(c.canary_weight("echo").as_deref(), Some("60"));
+    assert_eq!(c.canary_weight("echo").await.as_deref(), Some("60"));
     c.until("3 canary pods", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 3
+        c.ready_pods_with("barnett/canarydemo:v2").await == 3
     })
     .await;
     assert_eq!(next(&c.rollout("echo").await), Some(4));
@@ -391,8 +399,8 @@ async fn patching_next_step_index_jumps_forward_and_back() {
     // never scales a canary down within a release).
     jump_to(&c, 1).await;
     c.until_paused_at("echo", 1).await;
-    assert_eq!(c.canary_weight("echo").as_deref(), Some("20"));
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 3);
+    assert_eq!(c.canary_weight("echo").await.as_deref(), Some("20"));
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 3);
     let canary = c
         .rollout("echo")
         .await
@@ -407,6 +415,7 @@ async fn patching_next_step_index_jumps_forward_and_back() {
     c.until("the jumps are events", || async {
         let jumps: Vec<String> = c
             .objects("", "events")
+            .await
             .into_iter()
             .filter(|e| e["reason"] == "StepJumped")
             .filter_map(|e| e["message"].as_str().map(str::to_owned))
@@ -431,16 +440,16 @@ async fn patching_next_step_index_jumps_forward_and_back() {
             .status
             .and_then(|s| s.canary_status)
             .is_some_and(|x| x.current_step_index == 1 && x.current_step_state == "StepPaused");
-        at_1 && c.canary_weight("echo").as_deref() == Some("21")
+        at_1 && c.canary_weight("echo").await.as_deref() == Some("21")
     })
     .await;
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 3);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 3);
 
     // An approval without a patch goes on to the following step, as usual.
     c.approve("echo").await;
     c.until_paused_at("echo", 2).await;
-    assert_eq!(c.canary_weight("echo").as_deref(), Some("41"));
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 3);
+    assert_eq!(c.canary_weight("echo").await.as_deref(), Some("41"));
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 3);
 }
 
 #[tokio::test]
@@ -458,8 +467,8 @@ async fn a_continuous_release_restarts_at_step_1() {
             .status
             .and_then(|s| s.canary_status)
             .is_some_and(|x| x.current_step_index == 1 && x.current_step_state == "StepPaused");
-        at_1 && c.ready_pods_with("barnett/canarydemo:v3") == 1
-            && c.ready_pods_with("barnett/canarydemo:v2") == 0
+        at_1 && c.ready_pods_with("barnett/canarydemo:v3").await == 1
+            && c.ready_pods_with("barnett/canarydemo:v2").await == 0
     })
     .await;
     c.approve("echo").await;
@@ -484,7 +493,7 @@ async fn scaling_during_a_release_rescales_the_canary() {
     })
     .await;
     c.until("ten stable pods", || async {
-        c.ready_pods_with("barnett/canarydemo:v1") == 10
+        c.ready_pods_with("barnett/canarydemo:v1").await == 10
     })
     .await;
     c.approve("echo").await;
@@ -553,7 +562,7 @@ async fn deleting_the_rollout_releases_the_workload() {
     // The canary Ingress and Service are owned by the Rollout: garbage collection
     // would remove them too, but only after the Rollout is gone. The controller's
     // cleanup is what happens while its finalizer still holds the Rollout.
-    let mut changes = c.sim.store().subscribe();
+    let mut changes = c.sim().store().subscribe();
     c.delete_rollout("echo").await;
     let mut before_removal = Vec::new();
     while let Ok(change) = changes.try_recv() {
@@ -586,17 +595,18 @@ async fn deleting_the_rollout_releases_the_workload() {
     }
     assert!(
         c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .await
             .is_none()
     );
-    assert!(c.object("", "services", "echo-canary").is_none());
-    assert_eq!(stable_selector_hash(&c), None);
+    assert!(c.object("", "services", "echo-canary").await.is_none());
+    assert_eq!(stable_selector_hash(&c).await, None);
     assert_ne!(
         c.deployment("echo").await.spec.paused,
         Some(true),
         "the Deployment is released"
     );
     c.until("v2 rolls out natively", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") >= 5
+        c.ready_pods_with("barnett/canarydemo:v2").await >= 5
     })
     .await;
 }
@@ -615,12 +625,13 @@ async fn a_failed_image_stays_in_upgrade_and_a_fixed_one_goes_on() {
     .await;
     assert!(
         c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .await
             .is_none(),
         "no traffic to pods that are not ready"
     );
     c.apply(&deployment("barnett/canarydemo:v3", 5)).await;
     c.until_paused_at("echo", 1).await;
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v3"), 1);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v3").await, 1);
     c.approve("echo").await;
     c.until_healthy("echo").await;
     assert_clean(&c, "barnett/canarydemo:v3", 5).await;
@@ -636,6 +647,7 @@ async fn ab_testing_by_header_and_cookie() {
     c.until_paused_at("echo", 1).await;
     let annotations = c
         .object("networking.k8s.io", "ingresses", "echo-canary")
+        .await
         .unwrap()["metadata"]["annotations"]
         .clone();
     assert_eq!(
@@ -666,6 +678,7 @@ async fn ab_testing_by_header_and_cookie() {
     c.until_paused_at("echo", 2).await;
     c.until("cookie routing", || async {
         c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .await
             .is_some_and(|i| {
                 i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-cookie"]
                     == "beta"
@@ -771,11 +784,12 @@ async fn disabling_mid_release_releases_everything() {
     );
     assert!(
         c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .await
             .is_none()
     );
-    assert!(c.canary_deployments().is_empty());
+    assert!(c.canary_deployments().await.is_empty());
     c.until("v2 rolls out natively", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 5
+        c.ready_pods_with("barnett/canarydemo:v2").await == 5
     })
     .await;
     c.patch(
@@ -821,7 +835,11 @@ async fn an_invalid_rollout_is_refused_in_kruises_words() {
             && message.ends_with(": Steps.Weight must be a non decreasing sequence"),
         "{message}"
     );
-    assert!(c.object("rollouts.kruise.io", "rollouts", "echo").is_none());
+    assert!(
+        c.object("rollouts.kruise.io", "rollouts", "echo")
+            .await
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -855,7 +873,7 @@ async fn without_the_webhook_an_invalid_rollout_gets_a_condition_and_changes_not
         "the workload is not touched"
     );
     c.until("an event names the problem", || async {
-        c.objects("", "events").iter().any(|e| {
+        c.objects("", "events").await.iter().any(|e| {
             e["reason"] == "InvalidSpec"
                 && e["message"]
                     .as_str()
@@ -914,13 +932,14 @@ async fn a_failing_strategy_pauses_its_rollout_only() {
     // is reported, a canary made for it would exist. None was.
     let canaries: Vec<String> = c
         .canary_deployments()
+        .await
         .iter()
         .filter_map(|d| d.pointer("/metadata/labels/rollouts.kruise.io~1canary-deployment"))
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect();
     assert_eq!(canaries, ["neighbour"], "only the neighbour has a canary");
     assert_eq!(
-        c.ready_pods_with("barnett/canarydemo:v2"),
+        c.ready_pods_with("barnett/canarydemo:v2").await,
         1,
         "the neighbour's one canary pod only"
     );
@@ -960,7 +979,10 @@ async fn a_second_rollout_on_the_same_workload_is_refused() {
         .replace("metadata: {name: echo}", "metadata: {name: echo-2}");
     assert_eq!(
         sluice_testkit::refused(&c.client, &second).await,
-        "admission webhook \"vrollout.kb.io\" denied the request: Conflict Checker: Invalid value: \"echo-2\": This rollout conflict with Rollout(default/echo), one workload only have less than one Rollout"
+        format!(
+            "admission webhook \"vrollout.kb.io\" denied the request: Conflict Checker: Invalid value: \"echo-2\": This rollout conflict with Rollout({}/echo), one workload only have less than one Rollout",
+            c.ns()
+        )
     );
     // Disabled, the first still holds the workload for this rule.
     c.patch(
@@ -973,7 +995,10 @@ async fn a_second_rollout_on_the_same_workload_is_refused() {
     assert!(
         sluice_testkit::refused(&c.client, &second)
             .await
-            .contains("This rollout conflict with Rollout(default/echo)")
+            .contains(&format!(
+                "This rollout conflict with Rollout({}/echo)",
+                c.ns()
+            ))
     );
 }
 
@@ -1005,7 +1030,10 @@ async fn without_the_webhook_a_second_rollout_is_reported_and_changes_nothing() 
         .message;
     assert_eq!(
         msg,
-        "Conflict Checker: Invalid value: \"echo-2\": This rollout conflict with Rollout(default/echo), one workload only have less than one Rollout"
+        format!(
+            "Conflict Checker: Invalid value: \"echo-2\": This rollout conflict with Rollout({}/echo), one workload only have less than one Rollout",
+            c.ns()
+        )
     );
     assert_eq!(condition(&c.rollout("echo").await, "Valid"), None);
 }
@@ -1038,6 +1066,103 @@ async fn the_demo_replays_the_walkthrough() {
     }
 }
 
+/// The names of the pods running `image`, sorted.
+async fn pods_of(c: &Cluster, image: &str) -> Vec<String> {
+    let mut names: Vec<String> = c
+        .objects("", "pods")
+        .await
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .filter(|p| {
+            p.pointer("/spec/containers/0/image")
+                .and_then(Value::as_str)
+                == Some(image)
+        })
+        .filter_map(|p| {
+            p.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// KubeVela's "Kruise Rollout" page on the objects KubeVela renders for it
+/// (examples/canary-demo): v1 of five pods; v2 a one-pod canary with a fifth of
+/// the traffic, waiting for approval; `vela workflow rollback` (v1 applied
+/// again) brings V1 back everywhere on the original pods; v2 again, approved as
+/// `vela workflow resume` does, is V2 everywhere.
+#[tokio::test]
+async fn the_seed_walkthrough_on_the_objects_kubevela_renders() {
+    let c = Cluster::start().await;
+    let file = |name: &str| {
+        let path = support::workspace().join("examples/canary-demo").join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let (host, path) = ("canary-demo.com", "/version");
+    let (v1, v2) = ("barnett/canarydemo:v1", "barnett/canarydemo:v2");
+    c.apply(&file("v1.yaml")).await;
+    c.apply(&file("rollout.yaml")).await;
+    c.until_healthy("canary-demo").await;
+    c.until_governed("apps", "deployments", "canary-demo").await;
+    c.until("five v1 pods", || async {
+        c.ready_pods_with(v1).await == 5
+    })
+    .await;
+    assert_eq!(c.share(host, path, 20, "Demo: V1").await, 20);
+    let original = pods_of(&c, v1).await;
+
+    c.apply(&file("v2.yaml")).await;
+    c.until_paused_at("canary-demo", 1).await;
+    let r = c.rollout("canary-demo").await;
+    assert_eq!(
+        r.status.as_ref().and_then(|s| s.message.as_deref()),
+        Some("Rollout is in step(1/1), and you need manually confirm to enter the next step")
+    );
+    assert_eq!(c.ready_pods_with(v2).await, 1);
+    assert_eq!(c.ready_pods_with(v1).await, 5);
+    assert_eq!(c.canary_weight("canary-demo").await.as_deref(), Some("20"));
+    let n = 400;
+    let hits = c.share(host, path, n, "Demo: V2").await;
+    assert!(
+        within_binomial(hits, n, 0.2),
+        "{hits} of {n} answered V2 at weight 20"
+    );
+
+    // `vela workflow rollback`: the previous revision's Deployment, v1, again.
+    c.apply(&file("v1.yaml")).await;
+    c.until_rollout("canary-demo", "canceled", |r| {
+        condition(r, "Succeeded") == Some(("False".into(), String::new()))
+    })
+    .await;
+    c.until("the canary pod is gone", || async {
+        pods_of(&c, v2).await.is_empty()
+    })
+    .await;
+    assert_eq!(
+        pods_of(&c, v1).await,
+        original,
+        "the v1 pods were not restarted"
+    );
+    assert_eq!(c.canary_weight("canary-demo").await, None);
+    assert_eq!(c.share(host, path, 50, "Demo: V1").await, 50);
+
+    // v2 again; `vela workflow resume` approves the paused step.
+    c.apply(&file("v2.yaml")).await;
+    c.until_paused_at("canary-demo", 1).await;
+    c.approve("canary-demo").await;
+    c.until_rollout("canary-demo", "succeeded", |r| {
+        condition(r, "Succeeded") == Some(("True".into(), String::new()))
+    })
+    .await;
+    c.until("five v2 pods and no v1", || async {
+        c.ready_pods_with(v2).await == 5 && pods_of(&c, v1).await.is_empty()
+    })
+    .await;
+    assert_eq!(c.share(host, path, 50, "Demo: V2").await, 50);
+}
+
 #[tokio::test]
 async fn the_kubevela_trait_legacy_type_nginx_routes_through_the_ingress_named_like_the_service() {
     let c = Cluster::start().await;
@@ -1051,7 +1176,7 @@ async fn the_kubevela_trait_legacy_type_nginx_routes_through_the_ingress_named_l
     c.until_governed("apps", "deployments", "echo").await;
     c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
     c.until_paused_at("echo", 1).await;
-    assert_eq!(c.canary_weight("echo").as_deref(), Some("20"));
+    assert_eq!(c.canary_weight("echo").await.as_deref(), Some("20"));
 }
 
 /// Kruise's webhook forbids changing the traffic routing while a release runs.
@@ -1077,7 +1202,7 @@ async fn the_traffic_routing_cannot_change_mid_release() {
             .is_some_and(|c| c.rollout_hash == hash && c.current_step_state == "StepPaused")
     })
     .await;
-    assert_eq!(c.canary_weight("echo").as_deref(), Some("30"));
+    assert_eq!(c.canary_weight("echo").await.as_deref(), Some("30"));
     c.approve("echo").await;
     c.until_healthy("echo").await;
 }
@@ -1119,7 +1244,7 @@ async fn without_the_webhook_a_changed_traffic_routing_stops_the_release() {
         "{msg}"
     );
     assert_eq!(
-        c.canary_weight("echo").as_deref(),
+        c.canary_weight("echo").await.as_deref(),
         Some("20"),
         "the release is left as it was"
     );
@@ -1156,7 +1281,7 @@ async fn v1_v2_percentage_20_40_and_scale_down_replicas_from_10_to_5() {
     );
     c.apply(&deployment("barnett/canarydemo:v2", 5)).await;
     c.until("the stable Deployment has 5 ready pods", || async {
-        c.ready_pods_with("barnett/canarydemo:v1") == 5
+        c.ready_pods_with("barnett/canarydemo:v1").await == 5
     })
     .await;
     // The controller saw the smaller workload: it reconciled after it.
@@ -1172,7 +1297,7 @@ async fn v1_v2_percentage_20_40_and_scale_down_replicas_from_10_to_5() {
     );
     assert_eq!((after.canary_replicas, after.canary_ready_replicas), (6, 6));
     assert_eq!(after.pod_template_hash, at_step_3.pod_template_hash);
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 6);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 6);
     c.approve("echo").await;
     c.until_healthy("echo").await;
     assert_clean(&c, "barnett/canarydemo:v2", 5).await;

@@ -25,7 +25,7 @@ fn module_with(ns: &str, name: &str, extra: &str) -> String {
 #[tokio::test]
 async fn limits_above_a_ceiling_are_refused_naming_the_field_the_value_and_the_ceiling() {
     let c = Cluster::start().await;
-    c.apply(&configmap("default", "m", sluice_test_guests::DOUBLING))
+    c.apply(&configmap(c.ns(), "m", sluice_test_guests::DOUBLING))
         .await;
     c.apply(&module_with(
         "default",
@@ -34,10 +34,10 @@ async fn limits_above_a_ceiling_are_refused_naming_the_field_the_value_and_the_c
     ))
     .await;
     c.until("the module is refused", || async {
-        module_status(&c, "default", "greedy")["reason"] == "LimitAboveCeiling"
+        module_status(&c, c.ns(), "greedy").await["reason"] == "LimitAboveCeiling"
     })
     .await;
-    let message = module_status(&c, "default", "greedy")["message"]
+    let message = module_status(&c, c.ns(), "greedy").await["message"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -47,7 +47,7 @@ async fn limits_above_a_ceiling_are_refused_naming_the_field_the_value_and_the_c
     ] {
         assert!(message.contains(part), "{message}");
     }
-    assert_eq!(module_status(&c, "default", "greedy")["ready"], false);
+    assert_eq!(module_status(&c, c.ns(), "greedy").await["ready"], false);
 
     // A Rollout naming it waits with the same reason; nothing is clamped and run.
     c.apply(&app_and_rollout("greedy", None, ONE_STEP)).await;
@@ -58,7 +58,7 @@ async fn limits_above_a_ceiling_are_refused_naming_the_field_the_value_and_the_c
         })
     })
     .await;
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 0);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 0);
 
     // Asking for the ceiling itself, the same bytes are ready.
     c.apply(&module_with(
@@ -68,7 +68,7 @@ async fn limits_above_a_ceiling_are_refused_naming_the_field_the_value_and_the_c
     ))
     .await;
     c.until("ready within the ceiling", || async {
-        module_status(&c, "default", "modest")["ready"] == true
+        module_status(&c, c.ns(), "modest").await["ready"] == true
     })
     .await;
 }
@@ -100,11 +100,11 @@ async fn a_metric_provider_is_used_only_by_the_namespaces_granted_it() {
         .await;
     }
     c.until("default is refused, team-a is ready", || async {
-        module_status(&c, "default", "gate")["reason"] == "CapabilityNotGranted"
-            && module_status(&c, "team-a", "gate")["ready"] == true
+        module_status(&c, c.ns(), "gate").await["reason"] == "CapabilityNotGranted"
+            && module_status(&c, "team-a", "gate").await["ready"] == true
     })
     .await;
-    let message = module_status(&c, "default", "gate")["message"]
+    let message = module_status(&c, c.ns(), "gate").await["message"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -117,14 +117,14 @@ async fn a_metric_provider_is_used_only_by_the_namespaces_granted_it() {
     // A provider nobody declared is refused as such.
     c.apply(&format!(
         "{}\n",
-        module("default", "unknown", "m", None).replace(
+        module(c.ns(), "unknown", "m", None).replace(
             "  capabilities: {log: true}\n",
             "  capabilities: {metrics: {providers: [datadog]}}\n"
         )
     ))
     .await;
     c.until("an undeclared provider is refused", || async {
-        module_status(&c, "default", "unknown")["message"]
+        module_status(&c, c.ns(), "unknown").await["message"]
             .as_str()
             .is_some_and(|m| m.contains("no metric provider `datadog` is declared"))
     })
@@ -148,7 +148,7 @@ async fn cluster_modules_are_pinned_and_used_only_where_allowed() {
     let bytes = sluice_test_guests::DOUBLING;
     c.apply(&configmap("platform", "m", bytes)).await;
     let cluster_status = |name: &str| {
-        c.sim
+        c.sim()
             .store()
             .get(
                 &sluice_sim::store::ResKey::new("sluice.dev", "clusterstrategymodules"),
@@ -193,7 +193,7 @@ async fn cluster_modules_are_pinned_and_used_only_where_allowed() {
         })
     })
     .await;
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 0);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 0);
 
     // Allowing the namespace by label lets the release go on.
     c.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: default, labels: {team: web}}\n")
@@ -205,7 +205,7 @@ async fn cluster_modules_are_pinned_and_used_only_where_allowed() {
     ))
     .await;
     c.until("the canary runs", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") > 0
+        c.ready_pods_with("barnett/canarydemo:v2").await > 0
     })
     .await;
 }
@@ -269,7 +269,7 @@ async fn a_hostile_namespace_running_its_worst_does_not_stop_a_neighbours_releas
     c.until_paused_at("echo", 2).await;
     c.approve("echo").await;
     c.until_healthy("echo").await;
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 5);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 5);
 
     // The hostile rollouts are each held on their own module's deadline.
     c.until(
@@ -288,5 +288,9 @@ async fn a_hostile_namespace_running_its_worst_does_not_stop_a_neighbours_releas
         },
     )
     .await;
-    assert_eq!(c.ready_pods_with("evil:v2"), 0, "no hostile canary ran");
+    assert_eq!(
+        c.ready_pods_with("evil:v2").await,
+        0,
+        "no hostile canary ran"
+    );
 }

@@ -46,8 +46,9 @@ spec:
     )
 }
 
-fn partition(c: &Cluster, path: &str) -> Value {
+async fn partition(c: &Cluster, path: &str) -> Value {
     c.object("apps.kruise.io", "clonesets", "echo")
+        .await
         .and_then(|cs| cs.pointer(path).cloned())
         .unwrap_or(Value::Null)
 }
@@ -73,33 +74,40 @@ async fn cloneset_releases_by_partition_with_traffic() {
     c.until_paused_at("echo", 1).await;
     // A step given by its weight alone is that share of pods, a share partition.
     assert_eq!(
-        partition(&c, "/spec/updateStrategy/partition"),
+        partition(&c, "/spec/updateStrategy/partition").await,
         json!("80%")
     );
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 1);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 1);
     let n = 300;
     let v2 = c.share(HOST, "/", n, "Demo: V2").await;
     assert!(within_binomial(v2, n, 0.2), "{v2} of {n} at weight 20");
     c.approve("echo").await;
     c.until_paused_at("echo", 2).await;
-    assert_eq!(partition(&c, "/spec/updateStrategy/partition"), json!(2));
+    assert_eq!(
+        partition(&c, "/spec/updateStrategy/partition").await,
+        json!(2)
+    );
     c.until("three v2 pods", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 3
+        c.ready_pods_with("barnett/canarydemo:v2").await == 3
     })
     .await;
     c.approve("echo").await;
     c.until_healthy("echo").await;
     c.until("all v2", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 5
+        c.ready_pods_with("barnett/canarydemo:v2").await == 5
     })
     .await;
     assert!(
         c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .await
             .is_none()
     );
-    assert!(c.object("", "services", "echo-canary").is_none());
+    assert!(c.object("", "services", "echo-canary").await.is_none());
     // Released: no partition holds the CloneSet until its next template.
-    assert_eq!(partition(&c, "/spec/updateStrategy/partition"), json!(0));
+    assert_eq!(
+        partition(&c, "/spec/updateStrategy/partition").await,
+        json!(0)
+    );
 }
 
 #[tokio::test]
@@ -119,7 +127,7 @@ async fn cloneset_rollback_reverts_the_updated_pods() {
         .await;
     c.apply(&cloneset("barnett/canarydemo:v2")).await;
     c.until_paused_at("echo", 1).await;
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 2);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 2);
     c.apply(&cloneset("barnett/canarydemo:v1")).await;
     c.until_rollout("echo", "canceled", |r| {
         r.status.as_ref().and_then(|s| s.message.as_deref())
@@ -127,7 +135,7 @@ async fn cloneset_rollback_reverts_the_updated_pods() {
     })
     .await;
     c.until("all v1", || async {
-        c.ready_pods_with("barnett/canarydemo:v1") == 5
+        c.ready_pods_with("barnett/canarydemo:v1").await == 5
     })
     .await;
     assert_eq!(c.share(HOST, "/", 30, "Demo: V1").await, 30);
@@ -160,17 +168,20 @@ spec:
     c.until_paused_at("echo", 1).await;
     c.until("ordinal 3 on v2", || async {
         c.object("", "pods", "echo-3")
+            .await
             .is_some_and(|p| p["spec"]["containers"][0]["image"] == "db:v2")
-            && c.ready_pods_with("db:v2") == 1
+            && c.ready_pods_with("db:v2").await == 1
     })
     .await;
     c.approve("echo").await;
     c.until_paused_at("echo", 2).await;
-    c.until("two on v2", || async { c.ready_pods_with("db:v2") == 2 })
-        .await;
+    c.until("two on v2", || async {
+        c.ready_pods_with("db:v2").await == 2
+    })
+    .await;
     c.approve("echo").await;
     c.until_healthy("echo").await;
-    c.until("all v2", || async { c.ready_pods_with("db:v2") == 4 })
+    c.until("all v2", || async { c.ready_pods_with("db:v2").await == 4 })
         .await;
 }
 
@@ -224,6 +235,7 @@ spec:
         c.until_paused_at("echo", step).await;
         let route = c
             .object("gateway.networking.k8s.io", "httproutes", "echo")
+            .await
             .expect("route");
         let refs = route["spec"]["rules"][0]["backendRefs"].clone();
         assert_eq!(refs[0]["name"], "echo");
@@ -235,10 +247,12 @@ spec:
     c.until_healthy("echo").await;
     let route = c
         .object("gateway.networking.k8s.io", "httproutes", "echo")
+        .await
         .expect("route");
     assert_eq!(
         route["spec"]["rules"][0]["backendRefs"],
-        json!([{"name": "echo", "port": 80, "weight": 1}])
+        // The CRD's defaults: group, kind and weight, as the API server writes them.
+        json!([{"group": "", "kind": "Service", "name": "echo", "port": 80, "weight": 1}])
     );
     assert_eq!(c.share(HOST, "/", 30, "Demo: V2").await, 30);
 }
@@ -273,8 +287,11 @@ async fn a_nodeport_service_gets_a_canary_without_node_ports() {
     ))
     .await;
     c.until_paused_at("echo", 1).await;
-    let stable = c.object("", "services", "echo").expect("stable");
-    let canary = c.object("", "services", "echo-canary").expect("canary");
+    let stable = c.object("", "services", "echo").await.expect("stable");
+    let canary = c
+        .object("", "services", "echo-canary")
+        .await
+        .expect("canary");
     assert_eq!(canary["spec"]["type"], "NodePort");
     assert_ne!(
         canary["spec"]["ports"][0]["nodePort"], stable["spec"]["ports"][0]["nodePort"],
@@ -322,6 +339,7 @@ async fn steps_changed_mid_release_clamp_to_the_new_plan() {
     c.until_paused_at("echo", 2).await;
     c.until("50% traffic", || async {
         c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .await
             .is_some_and(|i| {
                 i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] == "50"
             })
@@ -338,7 +356,7 @@ async fn one_of_two_replicas_leads_and_the_other_takes_over_when_the_lease_lapse
     // Both replicas read one clock that moves only when the test says so.
     let clock = sluice::clock::ManualClock::at(1_700_000_000_000);
     let replica = |id: &str| {
-        let mut l = LeaseConfig::new("default", "sluice-test", id);
+        let mut l = LeaseConfig::new(c.ns(), "sluice-test", id);
         l.clock = clock.clone();
         l
     };
@@ -372,6 +390,7 @@ async fn one_of_two_replicas_leads_and_the_other_takes_over_when_the_lease_lapse
     );
     let lease = c
         .object("coordination.k8s.io", "leases", "sluice-test")
+        .await
         .expect("lease");
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
@@ -432,8 +451,8 @@ fn labelled_cloneset(image: &str) -> String {
 }
 
 /// Pods with rollout id `id`, by batch id: `[pods of batch 1, of batch 2, …]`.
-fn batch_counts(c: &Cluster, id: &str, batches: usize) -> Vec<usize> {
-    let pods = c.objects("", "pods");
+async fn batch_counts(c: &Cluster, id: &str, batches: usize) -> Vec<usize> {
+    let pods = c.objects("", "pods").await;
     (1..=batches)
         .map(|b| {
             pods.iter()
@@ -454,7 +473,7 @@ fn batch_counts(c: &Cluster, id: &str, batches: usize) -> Vec<usize> {
 async fn until_batches_of(c: &Cluster, id: &str, want: &[usize]) {
     c.until(
         &format!("pods of rollout id {id} by batch {want:?}"),
-        || async { batch_counts(c, id, want.len()) == want },
+        || async { batch_counts(c, id, want.len()).await == want },
     )
     .await;
 }
@@ -483,7 +502,7 @@ async fn patch_batch_id_to_pods_scaling_case() {
     c.until_paused_at("echo", 2).await;
     until_batches_of(&c, "1", &[1, 1]).await;
     assert_eq!(
-        partition(&c, "/spec/updateStrategy/partition"),
+        partition(&c, "/spec/updateStrategy/partition").await,
         json!("60%")
     );
 
@@ -496,16 +515,16 @@ async fn patch_batch_id_to_pods_scaling_case() {
     .await;
     c.until_canary_ready("echo", 4).await;
     until_batches_of(&c, "1", &[2, 2]).await;
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 4);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 4);
     assert_eq!(
-        partition(&c, "/spec/updateStrategy/partition"),
+        partition(&c, "/spec/updateStrategy/partition").await,
         json!("60%")
     );
 
     c.approve("echo").await;
     c.until_healthy("echo").await;
     c.until("every pod on v2", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 10
+        c.ready_pods_with("barnett/canarydemo:v2").await == 10
     })
     .await;
     until_batches_of(&c, "1", &[2, 2, 2, 4]).await;
@@ -648,24 +667,28 @@ async fn in_place_v2_at_step_1() -> Cluster {
 /// Every pod on `image`, and the Deployment given back.
 async fn until_let_go_on(c: &Cluster, image: &str) {
     c.until(&format!("every pod on {image}"), || async {
-        c.ready_pods_with(image) == 5
+        c.ready_pods_with(image).await == 5
     })
     .await;
-    assert_let_go(c);
+    assert_let_go(c).await;
 }
 
 /// The Deployment's ReplicaSet running `image`, if any.
-fn replica_set_of(c: &Cluster, image: &str) -> Option<Value> {
-    c.objects("apps", "replicasets").into_iter().find(|rs| {
-        rs.pointer("/spec/template/spec/containers/0/image")
-            .and_then(Value::as_str)
-            == Some(image)
-    })
+async fn replica_set_of(c: &Cluster, image: &str) -> Option<Value> {
+    c.objects("apps", "replicasets")
+        .await
+        .into_iter()
+        .find(|rs| {
+            rs.pointer("/spec/template/spec/containers/0/image")
+                .and_then(Value::as_str)
+                == Some(image)
+        })
 }
 
 /// The Deployment `echo` as JSON.
-fn echo_deployment(c: &Cluster) -> Value {
+async fn echo_deployment(c: &Cluster) -> Value {
     c.object("apps", "deployments", "echo")
+        .await
         .expect("the Deployment")
 }
 
@@ -685,7 +708,7 @@ async fn assert_in_place_step(c: &Cluster, updated: i64) {
     c.until(
         &format!("{updated} updated ready pods reported"),
         || async {
-            let d = echo_deployment(c);
+            let d = echo_deployment(c).await;
             d.pointer("/status/updatedReplicas").and_then(Value::as_i64) == Some(updated)
                 && kruise_annotation(&d, "extra-status")
                     .and_then(|e| e["updatedReadyReplicas"].as_i64())
@@ -693,7 +716,7 @@ async fn assert_in_place_step(c: &Cluster, updated: i64) {
         },
     )
     .await;
-    let d = echo_deployment(c);
+    let d = echo_deployment(c).await;
     let strategy = kruise_annotation(&d, "strategy").expect("the strategy annotation");
     assert_eq!(strategy["rollingStyle"], "Partition");
     assert_ne!(strategy["paused"], json!(true));
@@ -706,14 +729,14 @@ async fn assert_in_place_step(c: &Cluster, updated: i64) {
         Some(&json!("true"))
     );
     assert!(
-        c.canary_deployments().is_empty(),
+        c.canary_deployments().await.is_empty(),
         "no canary Deployment in place"
     );
 }
 
 /// Once released the Deployment rolls by its own `rollingUpdate` again.
-fn assert_let_go(c: &Cluster) {
-    let d = echo_deployment(c);
+async fn assert_let_go(c: &Cluster) {
+    let d = echo_deployment(c).await;
     assert_ne!(d["spec"]["paused"], json!(true));
     assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
     assert_eq!(
@@ -749,20 +772,24 @@ async fn advanced_deployment_rolling_with_traffic_case() {
         "{service: echo, gracePeriodSeconds: 0, ingress: {name: echo}}",
     )
     .await;
-    let stable = replica_set_of(&c, "barnett/canarydemo:v1").expect("v1's ReplicaSet");
+    let stable = replica_set_of(&c, "barnett/canarydemo:v1")
+        .await
+        .expect("v1's ReplicaSet");
     c.apply(&support::echo::deployment("barnett/canarydemo:v2", 5))
         .await;
     c.until_paused_at("echo", 1).await;
     assert_in_place_step(&c, 1).await;
-    let canary = replica_set_of(&c, "barnett/canarydemo:v2").expect("v2's ReplicaSet");
+    let canary = replica_set_of(&c, "barnett/canarydemo:v2")
+        .await
+        .expect("v2's ReplicaSet");
     let hash = |rs: &Value| rs["metadata"]["labels"]["pod-template-hash"].clone();
     let status = c.rollout("echo").await.status.expect("status");
     let cs = status.canary_status.expect("canary status");
     assert_eq!(json!(cs.stable_revision), hash(&stable));
     assert_eq!(json!(cs.pod_template_hash), hash(&canary));
     assert_eq!(cs.current_step_index, 1);
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 1);
-    assert_eq!(c.canary_weight("echo").as_deref(), Some("20"));
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 1);
+    assert_eq!(c.canary_weight("echo").await.as_deref(), Some("20"));
     let n = 300;
     let v2 = c.share(HOST, "/apis/echo", n, "Demo: V2").await;
     assert!(within_binomial(v2, n, 0.2), "{v2} of {n} at weight 20");
@@ -770,28 +797,30 @@ async fn advanced_deployment_rolling_with_traffic_case() {
     c.approve("echo").await;
     c.until_paused_at("echo", 2).await;
     assert_in_place_step(&c, 3).await;
-    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2"), 3);
+    assert_eq!(c.ready_pods_with("barnett/canarydemo:v2").await, 3);
 
     c.approve("echo").await;
     c.until_healthy("echo").await;
     c.until("every pod on v2", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 5
+        c.ready_pods_with("barnett/canarydemo:v2").await == 5
             && echo_deployment(&c)
+                .await
                 .pointer("/status/updatedReplicas")
                 .and_then(Value::as_i64)
                 == Some(5)
     })
     .await;
-    assert_let_go(&c);
+    assert_let_go(&c).await;
     let r = c.rollout("echo").await;
     let succeeded = condition(&r, "Succeeded").map(|(status, _)| status);
     assert_eq!(succeeded.as_deref(), Some("True"));
     assert!(
         c.object("networking.k8s.io", "ingresses", "echo-canary")
+            .await
             .is_none()
     );
     // The ReplicaSet the release made is the one the Deployment kept: no third.
-    assert_eq!(c.objects("apps", "replicasets").len(), 2);
+    assert_eq!(c.objects("apps", "replicasets").await.len(), 2);
 }
 
 /// Kruise's e2e "advanced deployment scaling case": scaled 5 → 10 at step 1 (20%)
@@ -810,8 +839,8 @@ async fn advanced_deployment_scaling_case() {
         .await;
         c.until_canary_ready("echo", canary).await;
         c.until(&format!("{replicas} pods, {canary} new"), || async {
-            c.ready_pods_with("barnett/canarydemo:v2") == canary as usize
-                && c.ready_pods_with("barnett/canarydemo:v1") == replicas - canary as usize
+            c.ready_pods_with("barnett/canarydemo:v2").await == canary as usize
+                && c.ready_pods_with("barnett/canarydemo:v1").await == replicas - canary as usize
         })
         .await;
     }
@@ -835,11 +864,11 @@ async fn advanced_deployment_rollback_case() {
         .await;
     c.until_healthy("echo").await;
     c.until("every pod back on v1", || async {
-        c.ready_pods_with("barnett/canarydemo:v1") == 5
-            && c.ready_pods_with("barnett/canarydemo:v2") == 0
+        c.ready_pods_with("barnett/canarydemo:v1").await == 5
+            && c.ready_pods_with("barnett/canarydemo:v2").await == 0
     })
     .await;
-    assert_let_go(&c);
+    assert_let_go(&c).await;
 }
 
 /// Kruise's e2e "advanced deployment delete rollout case": deleting the Rollout at
@@ -850,9 +879,9 @@ async fn advanced_deployment_delete_rollout_case() {
     let c = in_place_v2_at_step_1().await;
     assert_in_place_step(&c, 1).await;
     c.delete_rollout("echo").await;
-    assert_let_go(&c);
+    assert_let_go(&c).await;
     c.until("v2 rolls out natively", || async {
-        c.ready_pods_with("barnett/canarydemo:v2") == 5
+        c.ready_pods_with("barnett/canarydemo:v2").await == 5
     })
     .await;
 }
@@ -870,7 +899,7 @@ async fn advanced_deployment_continuous_rolling_case() {
     c.until_paused_at("echo", 1).await;
     assert_in_place_step(&c, 1).await;
     c.until("one v3 pod", || async {
-        c.ready_pods_with("barnett/canarydemo:v3") == 1
+        c.ready_pods_with("barnett/canarydemo:v3").await == 1
     })
     .await;
     c.approve("echo").await;

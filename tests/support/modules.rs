@@ -82,7 +82,7 @@ fn module_from(name: &str, source: &str, pin: &str) -> String {
 /// describe call waits its turn in the sandbox, so it may come a little later).
 pub async fn until_module_ready(c: &Cluster, name: &str) {
     c.until(&format!("module {name} is ready"), || async {
-        let status = module_status(c, "default", name);
+        let status = module_status(c, c.ns(), name).await;
         status["ready"] == true && status["describesAs"].is_string()
     })
     .await;
@@ -94,14 +94,9 @@ pub fn sha(bytes: &[u8]) -> String {
 }
 
 /// The status of the StrategyModule `ns/name`, or null.
-pub fn module_status(c: &Cluster, ns: &str, name: &str) -> Value {
-    c.sim
-        .store()
-        .get(
-            &sluice_sim::store::ResKey::new("sluice.dev", "strategymodules"),
-            ns,
-            name,
-        )
+pub async fn module_status(c: &Cluster, ns: &str, name: &str) -> Value {
+    c.object_in(ns, "sluice.dev", "strategymodules", name)
+        .await
         .and_then(|m| m.get("status").cloned())
         .unwrap_or(Value::Null)
 }

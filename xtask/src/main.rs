@@ -9,6 +9,7 @@
 //! run. The wasm targets come with the toolchain (`rust-toolchain.toml`).
 
 mod cluster;
+mod real_suite;
 
 use std::process::{Command, ExitCode, Stdio};
 
@@ -63,9 +64,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Provision what the tests need, then `cargo test --workspace --locked ARGS…`.
+    /// Provision what the tests need, then run the whole suite: `cargo test
+    /// --workspace --locked ARGS…` on the simulator, then the tests of
+    /// tests/real-cluster.list on a real control plane (a fresh `cargo xtask
+    /// cluster up`, or the cluster SLUICE_TEST_KUBECONFIG names).
     Test {
-        /// Passed to `cargo test`.
+        /// Leave out the real-cluster suite (it says what it leaves out).
+        #[arg(long, conflicts_with = "real_cluster_only")]
+        no_real_cluster: bool,
+        /// Run the real-cluster suite only (it says that the simulator's is left out).
+        #[arg(long)]
+        real_cluster_only: bool,
+        /// Passed to `cargo test` (then only the simulator's suite runs).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -78,7 +88,11 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Test { args } => test(args),
+        Task::Test {
+            no_real_cluster,
+            real_cluster_only,
+            args,
+        } => test(args, no_real_cluster, real_cluster_only),
         Task::Cluster(command) => cluster::run(command).map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -173,17 +187,75 @@ fn provision() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn test(extra: Vec<String>) -> anyhow::Result<ExitCode> {
+fn test(
+    extra: Vec<String>,
+    no_real_cluster: bool,
+    real_cluster_only: bool,
+) -> anyhow::Result<ExitCode> {
     provision()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("xtask: cargo test --workspace --locked {}", extra.join(" "));
-    let status = Command::new(cargo)
-        .args(["test", "--workspace", "--locked"])
-        .args(&extra)
-        .status()?;
-    Ok(match status.code() {
-        Some(0) => ExitCode::SUCCESS,
-        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        None => ExitCode::FAILURE,
+    let layout = cluster::Layout::new()?;
+    let given = std::env::var_os("SLUICE_TEST_KUBECONFIG").filter(|k| !k.is_empty());
+    let real = if no_real_cluster {
+        eprintln!(
+            "xtask: --no-real-cluster: the {} tests of {} are not run against a real control plane",
+            real_suite::read(&layout.root)?
+                .values()
+                .map(Vec::len)
+                .sum::<usize>(),
+            real_suite::LIST
+        );
+        false
+    } else if !extra.is_empty() {
+        eprintln!(
+            "xtask: arguments for cargo test given: only the simulator's suite runs (the real-cluster suite runs without them)"
+        );
+        false
+    } else {
+        // Before the long simulator suite: a control plane that cannot be had
+        // stops the run now, saying how to get one.
+        if given.is_none() {
+            cluster::build().map_err(|e| {
+                anyhow::anyhow!("{e:#}\n(or run `cargo xtask test --no-real-cluster` to leave the real-cluster suite out)")
+            })?;
+        }
+        true
+    };
+    let mut failed = false;
+    if real_cluster_only {
+        eprintln!(
+            "xtask: --real-cluster-only: the simulator's suite (cargo test --workspace) is left out"
+        );
+    } else {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        eprintln!("xtask: cargo test --workspace --locked {}", extra.join(" "));
+        let status = Command::new(&cargo)
+            .args(["test", "--workspace", "--locked"])
+            .args(&extra)
+            .status()?;
+        failed = !status.success();
+    }
+    if real {
+        let failures = match &given {
+            Some(kubeconfig) => real_suite::run(&layout.root, std::path::Path::new(kubeconfig))?,
+            None => {
+                cluster::fresh_up()?;
+                let result = real_suite::run(&layout.root, &layout.kubeconfig());
+                cluster::stop()?;
+                result?
+            }
+        };
+        if !failures.is_empty() {
+            eprintln!(
+                "xtask: the real-cluster suite failed in {} (logs of the control plane: {})",
+                failures.join(", "),
+                layout.state.join("logs").display()
+            );
+            failed = true;
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }

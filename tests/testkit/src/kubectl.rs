@@ -1,4 +1,4 @@
-//! kubectl 1.32 as an independent client of the simulator: a kubeconfig of its
+//! kubectl 1.32 as an independent client of the simulator or of a real cluster: a kubeconfig of its
 //! own, a home of its own (no cache shared between tests), and a `PATH` that can
 //! carry plugins.
 
@@ -25,6 +25,19 @@ impl Kubectl {
         sim.write_kubeconfig(&kubeconfig).expect("kubeconfig");
         Kubectl {
             kubeconfig,
+            dir,
+            path: None,
+        }
+    }
+
+    /// kubectl with a copy of `kubeconfig` (a real cluster's).
+    pub fn with_kubeconfig(kubeconfig: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let copy = dir.path().join("kubeconfig");
+        std::fs::copy(kubeconfig, &copy)
+            .unwrap_or_else(|e| panic!("copying {}: {e}", kubeconfig.display()));
+        Kubectl {
+            kubeconfig: copy,
             dir,
             path: None,
         }

@@ -8,6 +8,7 @@ mod daemon;
 mod http;
 pub mod https;
 mod kubectl;
+pub mod real;
 
 use std::future::Future;
 use std::time::Duration;
@@ -58,23 +59,67 @@ pub fn client(sim: &Sim) -> kube::Client {
 /// Waits until `check` holds, checking again after every change in the simulator's
 /// store (and every second, for what time alone moves). Fails the test, naming
 /// `what`, after [`PATIENCE`].
-pub async fn until<F, Fut>(sim: &Sim, what: &str, mut check: F)
+pub async fn until<F, Fut>(sim: &Sim, what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let mut events = sim.store().subscribe();
+    until_changed(Changes::Sim(sim.store().subscribe()), what, check).await;
+}
+
+/// What wakes a wait: the simulator's store events, or the watches of a real
+/// cluster's namespace (a counter of their events).
+pub enum Changes {
+    /// The simulator's events.
+    Sim(tokio::sync::broadcast::Receiver<std::sync::Arc<sluice_sim::store::Event>>),
+    /// A real cluster's.
+    Real(tokio::sync::watch::Receiver<u64>),
+}
+
+impl Changes {
+    /// Completes at the next change (never, once the source is gone).
+    async fn next(&mut self) {
+        match self {
+            Changes::Sim(events) => {
+                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = events.recv().await {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Changes::Real(counter) => {
+                if counter.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}
+
+/// Like [`until`], woken by `changes`.
+pub async fn until_changed<F, Fut>(mut changes: Changes, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
     let limit = tokio::time::Instant::now() + PATIENCE;
     loop {
         if check().await {
             return;
         }
         tokio::select! {
-            _ = events.recv() => {}
+            () = changes.next() => {}
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
             () = tokio::time::sleep_until(limit) => panic!("timed out waiting until {what}"),
         }
     }
+}
+
+/// The workspace's root folder.
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("the workspace")
+        .to_owned()
 }
 
 /// Applies YAML documents that must be refused; the API server's message.
@@ -113,7 +158,7 @@ pub async fn try_apply(client: &kube::Client, yaml: &str) -> Result<(), kube::Er
 }
 
 /// Applies YAML documents (server-side apply, forced), each in its own namespace or
-/// `default`.
+/// the client's default one.
 pub async fn apply(client: &kube::Client, yaml: &str) {
     for doc in yaml
         .split("\n---")
@@ -140,7 +185,7 @@ pub async fn apply(client: &kube::Client, yaml: &str) {
 }
 
 /// An API for `kind` of `api_version`: cluster-scoped for the cluster-scoped kinds
-/// the tests use, otherwise in `namespace` (or `default`).
+/// the tests use, otherwise in `namespace` (or the client's default namespace).
 pub fn api_for(
     client: &kube::Client,
     api_version: &str,
@@ -158,10 +203,14 @@ pub fn api_for(
             | "ClusterRoleBinding"
             | "MutatingWebhookConfiguration"
             | "ValidatingWebhookConfiguration"
+            | "IngressClass"
+            | "Node"
     ) {
         Api::all_with(client.clone(), &resource)
+    } else if let Some(ns) = namespace {
+        Api::namespaced_with(client.clone(), ns, &resource)
     } else {
-        Api::namespaced_with(client.clone(), namespace.unwrap_or("default"), &resource)
+        Api::default_namespaced_with(client.clone(), &resource)
     }
 }
 

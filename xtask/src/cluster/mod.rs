@@ -8,6 +8,7 @@
 
 mod pki;
 mod process;
+mod sluice;
 mod tools;
 
 use std::net::TcpListener;
@@ -43,6 +44,11 @@ pub struct UpArgs {
     /// How many KWOK nodes to create.
     #[arg(long, default_value_t = 3)]
     pub nodes: u32,
+    /// Also install Sluice (CRDs, ServiceAccount and RBAC from deploy/) and run
+    /// its controller with that ServiceAccount's credentials, and the traffic
+    /// gateway.
+    #[arg(long)]
+    pub with_sluice: bool,
 }
 
 /// The processes of the control plane, in the order they start (`down` stops
@@ -59,6 +65,8 @@ const PROCESSES: &[&str] = &[
 pub struct Layout {
     /// The workspace's root.
     pub root: PathBuf,
+    /// Cargo's target folder.
+    pub target: PathBuf,
     /// `target/cluster`.
     pub state: PathBuf,
 }
@@ -76,6 +84,7 @@ impl Layout {
         Ok(Layout {
             root,
             state: target.join("cluster"),
+            target,
         })
     }
 
@@ -102,14 +111,40 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Down => down(&layout),
         ClusterCommand::Status => status(&layout),
         ClusterCommand::Env => env(&layout),
-        ClusterCommand::Build => {
-            for module in [&tools::KUBERNETES, &tools::KWOK] {
-                let dir = tools::ensure(&layout.root, module)?;
-                eprintln!("xtask: {} in {}", module.pins, dir.display());
-            }
-            Ok(())
-        }
+        ClusterCommand::Build => build(),
     }
+}
+
+/// Builds (or finds cached) every binary the control plane needs.
+pub fn build() -> anyhow::Result<()> {
+    let layout = Layout::new()?;
+    for module in [&tools::KUBERNETES, &tools::KWOK] {
+        let dir = tools::ensure(&layout.root, module)?;
+        eprintln!("xtask: {} programs in {}", module.pins, dir.display());
+    }
+    for module in [&tools::KWOK, &tools::GATEWAY_API] {
+        let dir = tools::module_dir(&layout.root, module)?;
+        eprintln!("xtask: {} files in {}", module.pins, dir.display());
+    }
+    Ok(())
+}
+
+/// A fresh control plane for the tests, without Sluice (they run their own).
+pub fn fresh_up() -> anyhow::Result<()> {
+    let layout = Layout::new()?;
+    down(&layout)?;
+    up(
+        &layout,
+        &UpArgs {
+            nodes: 3,
+            with_sluice: false,
+        },
+    )
+}
+
+/// Stops the control plane.
+pub fn stop() -> anyhow::Result<()> {
+    down(&Layout::new()?)
 }
 
 /// A port free on loopback now (the program it is given to binds it next).
@@ -125,7 +160,10 @@ fn all_running(layout: &Layout) -> bool {
 }
 
 fn up(layout: &Layout, args: &UpArgs) -> anyhow::Result<()> {
-    if all_running(layout) && api_ready(layout) {
+    let with_sluice_running = sluice::PROCESSES
+        .iter()
+        .all(|p| process::running(&layout.state, p).is_some());
+    if all_running(layout) && api_ready(layout) && (with_sluice_running || !args.with_sluice) {
         eprintln!(
             "xtask: the cluster already runs (`cargo xtask cluster down` stops it); KUBECONFIG={}",
             layout.kubeconfig().display()
@@ -352,11 +390,38 @@ fn up(layout: &Layout, args: &UpArgs) -> anyhow::Result<()> {
         "default",
         "--timeout=120s",
     ])?;
+    sluice::gateway_api_crds(&layout.root, &kubectl)?;
     eprintln!(
-        "xtask: Kubernetes {version} is up in {:.1}s: kube-apiserver at {server}, {} KWOK nodes\n\
-         xtask: KUBECONFIG={}   (`eval \"$(cargo xtask cluster env)\"`; `cargo xtask cluster down` stops it)",
+        "xtask: Kubernetes {version} is up in {:.1}s: kube-apiserver at {server}, {} KWOK nodes, the Gateway API's CRDs",
         started.elapsed().as_secs_f64(),
         args.nodes,
+    );
+    let mut info = info;
+    if args.with_sluice {
+        let sluice = sluice::up(layout, &kubectl, &server)?;
+        eprintln!(
+            "xtask: Sluice is installed (deploy/crds, deploy/controller.yaml's ServiceAccount and RBAC):\n\
+             xtask:   sluice controller  as sluice-system/sluice-controller, probes and metrics at http://{}, webhooks by URL on 127.0.0.1 (log: {})\n\
+             xtask:   sluice gateway     http://{} (Ingress and HTTPRoute traffic; log: {})",
+            sluice.metrics,
+            process::files(&layout.state, "sluice-controller")
+                .log
+                .display(),
+            sluice.gateway,
+            process::files(&layout.state, "sluice-gateway")
+                .log
+                .display(),
+        );
+        info["gateway"] = json!(sluice.gateway);
+        info["controller"] = json!(sluice.metrics);
+        info["bin"]
+            .as_array_mut()
+            .expect("a list")
+            .push(json!(layout.target.join("debug")));
+        std::fs::write(layout.info(), serde_json::to_string_pretty(&info)?)?;
+    }
+    eprintln!(
+        "xtask: KUBECONFIG={}   (`eval \"$(cargo xtask cluster env)\"`; `cargo xtask cluster down` stops it)",
         layout.kubeconfig().display()
     );
     Ok(())
@@ -379,22 +444,12 @@ rules:
 const KWOK_ANNOTATION: &str = "kwok.x-k8s.io/node";
 
 /// KWOK's stages, from the module's own files: nodes become Ready and keep a
-/// Lease; pods start, become Ready at once, complete and go when deleted.
+/// Lease; pods start, become Ready at once, complete and go when deleted. Pods
+/// the simulator would never make ready (an image tagged `fail…` or `…-fail`,
+/// or `SIM_NEVER_READY=true`) run without ever becoming ready here too, so a
+/// test means the same on both.
 fn kwok_stages(root: &Path) -> anyhow::Result<String> {
-    let version = tools::version(root, &tools::KWOK)?;
-    let output = Command::new("go")
-        .current_dir(root.join(tools::KWOK.dir))
-        .args(["list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"])
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=readonly")
-        .output();
-    let dir = match output {
-        Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
-        _ => bail!(
-            "KWOK's stage files come from sigs.k8s.io/kwok {version} in Go's module cache; `go mod download` in {} fetches it",
-            tools::KWOK.dir
-        ),
-    };
+    let dir = tools::module_dir(root, &tools::KWOK)?;
     let mut out = String::new();
     for file in [
         "kustomize/stage/node/fast/node-initialize.yaml",
@@ -404,16 +459,94 @@ fn kwok_stages(root: &Path) -> anyhow::Result<String> {
         "kustomize/stage/pod/fast/pod-delete.yaml",
     ] {
         let path = dir.join(file);
-        let text = std::fs::read_to_string(&path)
+        let mut text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading KWOK's stage {}", path.display()))?;
+        if file.ends_with("pod-ready.yaml") {
+            const ANCHOR: &str = "  selector:\n    matchExpressions:\n";
+            if !text.contains(ANCHOR) {
+                bail!(
+                    "{} has no `selector.matchExpressions` to add the never-ready pods to: a new KWOK release changed it",
+                    path.display()
+                );
+            }
+            text = text.replacen(
+                ANCHOR,
+                &format!("{ANCHOR}    - key: '{NEVER_READY}'\n      operator: 'NotIn'\n      values: ['true']\n"),
+                1,
+            );
+        }
         out.push_str("---\n");
         out.push_str(&text);
         if !text.ends_with('\n') {
             out.push('\n');
         }
     }
+    out.push_str(&NEVER_READY_STAGE.replace("NEVER_READY", &NEVER_READY.replace('\'', "''")));
     Ok(out)
 }
+
+/// A jq expression true of the pods the simulator never makes ready.
+const NEVER_READY: &str = r#"((.spec.containers // []) | any(.image | (split(":") | if length > 1 then last else "" end) | (startswith("fail") or endswith("-fail")))) or ((.spec.containers[0].env // []) | any(.name == "SIM_NEVER_READY" and .value == "true"))"#;
+
+/// The stage of those pods: running, their containers waiting in a crash loop,
+/// never ready (as the simulator shows them).
+const NEVER_READY_STAGE: &str = r#"---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-never-ready
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Pending']
+    - key: 'NEVER_READY'
+      operator: 'In'
+      values: ['true']
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: ContainersReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        started: false
+        restartCount: 1
+        state:
+          waiting:
+            reason: CrashLoopBackOff
+            message: back-off restarting failed container
+      {{ end }}
+      {{ $podIPs := PodIPsWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
+      {{ with $podIPs }}
+      podIP: {{ index . 0 | Quote }}
+      podIPs:
+      {{ range . }}
+      - ip: {{ . | Quote }}
+      {{ end }}
+      {{ end }}
+      phase: Running
+      startTime: {{ $now | Quote }}
+"#;
 
 /// KWOK nodes: untainted (every pod here is a KWOK pod), roomy enough for the
 /// scale runs.
@@ -450,7 +583,7 @@ status:
 
 fn down(layout: &Layout) -> anyhow::Result<()> {
     let mut stopped = Vec::new();
-    for name in PROCESSES.iter().rev() {
+    for name in sluice::PROCESSES.iter().chain(PROCESSES.iter().rev()) {
         if process::stop(&layout.state, name, Duration::from_secs(10))? {
             stopped.push(*name);
         }
@@ -483,6 +616,11 @@ fn status(layout: &Layout) -> anyhow::Result<()> {
     if down == PROCESSES.len() {
         println!("the cluster is down (`cargo xtask cluster up` starts it)");
         return Ok(());
+    }
+    for name in sluice::PROCESSES {
+        if let Some(pid) = process::running(&layout.state, name) {
+            println!("{name:<24} running (pid {pid})");
+        }
     }
     let kubectl = Kubectl::new(layout);
     match kubectl.run(&["version", "-o", "json"]) {
@@ -524,6 +662,12 @@ fn env(layout: &Layout) -> anyhow::Result<()> {
     path.push("${PATH}".into());
     println!("export KUBECONFIG={}", layout.kubeconfig().display());
     println!("export PATH={}", path.join(":"));
+    if let Some(gateway) = info["gateway"]
+        .as_str()
+        .filter(|_| process::running(&layout.state, "sluice-gateway").is_some())
+    {
+        println!("export SLUICE_GATEWAY={gateway}");
+    }
     Ok(())
 }
 

@@ -77,6 +77,157 @@ pub const KWOK: Module = Module {
     }],
 };
 
+/// The Gateway API: only its CRDs are used (nothing is built).
+pub const GATEWAY_API: Module = Module {
+    dir: "xtask/gateway-api",
+    pins: "sigs.k8s.io/gateway-api",
+    cache: "gateway-api",
+    programs: &[],
+};
+
+/// Whether a Go toolchain answers.
+fn have_go() -> bool {
+    Command::new("go")
+        .args(["env", "GOVERSION"])
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The folder of `module`'s pinned upstream module: in Go's module cache,
+/// downloaded first when it is not there (checked against the wrapper's go.sum);
+/// where no Go toolchain is, fetched from the module proxy by this task and
+/// checked against the same go.sum line.
+pub fn module_dir(root: &Path, module: &Module) -> anyhow::Result<PathBuf> {
+    if !have_go() {
+        return fetched_module(root, module);
+    }
+    let version = version(root, module)?;
+    let wrapper = root.join(module.dir);
+    let go = |args: &[&str]| {
+        Command::new("go")
+            .current_dir(&wrapper)
+            .args(args)
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "-mod=readonly")
+            .output()
+    };
+    let download = go(&["mod", "download", module.pins]);
+    let listed = go(&["list", "-m", "-f", "{{.Dir}}", module.pins]);
+    match (download, listed) {
+        (_, Ok(o)) if o.status.success() && !o.stdout.trim_ascii().is_empty() => {
+            Ok(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        }
+        (Err(e), _) => bail!(
+            "{} {version} is read from Go's module cache, and Go is not on PATH ({e}); install Go 1.26 or newer",
+            module.pins
+        ),
+        (Ok(o), _) => bail!(
+            "cannot download {} {version} (`go mod download` in {}): {}",
+            module.pins,
+            module.dir,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+    }
+}
+
+/// `module`'s files, from the Go module proxy (`GOPROXY`'s first entry, else
+/// proxy.golang.org), verified by the `h1:` hash of the wrapper's go.sum (Go's
+/// own: a SHA-256 over the sorted list of each file's SHA-256 and name) and
+/// unpacked into the cache.
+fn fetched_module(root: &Path, module: &Module) -> anyhow::Result<PathBuf> {
+    use std::io::Read;
+    let version = version(root, module)?;
+    let dir = cache_home()?.join(module.cache).join(&version).join("src");
+    if dir.join(".verified").is_file() {
+        return Ok(dir);
+    }
+    let sum_path = root.join(module.dir).join("go.sum");
+    let sums = std::fs::read_to_string(&sum_path)
+        .with_context(|| format!("reading {}", sum_path.display()))?;
+    let want = sums
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(module.pins) && w.next() == Some(version.as_str()))
+                .then(|| w.next().map(str::to_owned))
+                .flatten()
+        })
+        .with_context(|| {
+            format!(
+                "{} has no hash of {} {version}",
+                sum_path.display(),
+                module.pins
+            )
+        })?;
+    let proxy = std::env::var("GOPROXY")
+        .ok()
+        .and_then(|p| {
+            p.split([',', '|'])
+                .find(|e| e.starts_with("http"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "https://proxy.golang.org".to_owned());
+    let url = format!(
+        "{}/{}/@v/{version}.zip",
+        proxy.trim_end_matches('/'),
+        module.pins
+    );
+    eprintln!("xtask: no Go toolchain: fetching {url} …");
+    let out = Command::new("curl")
+        .args(["-fsSL", &url])
+        .output()
+        .context("running curl to fetch the module (install curl, or Go 1.26)")?;
+    if !out.status.success() {
+        bail!(
+            "fetching {url} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(out.stdout))
+        .with_context(|| format!("{url} is not a zip"))?;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i)?;
+        if entry.is_dir() {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes)?;
+        files.push((entry.name().to_owned(), bytes));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut summary = String::new();
+    for (name, bytes) in &files {
+        summary.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(bytes))));
+    }
+    use base64::Engine as _;
+    let got = format!(
+        "h1:{}",
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(summary.as_bytes()))
+    );
+    if got != want {
+        bail!(
+            "{url} does not match {}: {got}, not {want}",
+            sum_path.display()
+        );
+    }
+    let prefix = format!("{}@{version}/", module.pins);
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, bytes) in &files {
+        let Some(rel) = name.strip_prefix(&prefix) else {
+            bail!("{url}: {name} is outside {prefix}");
+        };
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bytes)?;
+    }
+    std::fs::write(dir.join(".verified"), format!("{want}\n"))?;
+    Ok(dir)
+}
+
 /// Where the binaries come from: a folder given by `SLUICE_K8S_BIN`, or built.
 pub const BIN_ENV: &str = "SLUICE_K8S_BIN";
 
@@ -172,8 +323,8 @@ fn stamp(root: &Path, module: &Module, version: &str) -> anyhow::Result<String> 
 fn check_go() -> anyhow::Result<()> {
     const NEED: (u32, u32) = (1, 26);
     let instruction = format!(
-        "install Go {}.{} or newer (https://go.dev/doc/install; Debian: a golang-{}.{} backport), or set {BIN_ENV}=DIR to a folder of prebuilt binaries (kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok, e.g. kwokctl's or envtest's)",
-        NEED.0, NEED.1, NEED.0, NEED.1
+        "install Go {}.{} or newer (https://go.dev/doc/install), or set {BIN_ENV}=DIR to a folder of prebuilt binaries (kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok, e.g. kwokctl's or envtest's)",
+        NEED.0, NEED.1
     );
     let output = Command::new("go")
         .args(["env", "GOVERSION"])
