@@ -246,3 +246,40 @@ async fn list_items_of_built_in_kinds_leave_their_kind_to_the_list_and_custom_re
         "rollouts.kruise.io/v1alpha1"
     );
 }
+
+#[tokio::test]
+async fn a_namespace_is_labelled_with_its_name_whatever_its_writer_says() {
+    let c = cluster("namespace-label").await;
+    let name = format!("{}-labelled", c.namespace);
+    let namespaces = real::dynamic(&c.client, "", "namespaces", None);
+    sluice_testkit::apply(
+        &c.client,
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{team: a}}}}\n"
+        ),
+    )
+    .await;
+    let labels = |ns: DynamicObject| ns.metadata.labels.unwrap_or_default();
+    let created = labels(namespaces.get(&name).await.expect("created"));
+    assert_eq!(created.get("kubernetes.io/metadata.name"), Some(&name));
+    assert_eq!(created.get("team").map(String::as_str), Some("a"));
+    // Told otherwise, the server keeps it.
+    let patched = namespaces
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "other"}}}),
+            ),
+        )
+        .await
+        .expect("patched");
+    assert_eq!(
+        labels(patched).get("kubernetes.io/metadata.name"),
+        Some(&name)
+    );
+    namespaces
+        .delete(&name, &Default::default())
+        .await
+        .expect("deleted");
+}

@@ -1069,15 +1069,9 @@ async fn the_demo_replays_the_walkthrough() {
 /// The names of the pods running `image`, sorted.
 async fn pods_of(c: &Cluster, image: &str) -> Vec<String> {
     let mut names: Vec<String> = c
-        .objects("", "pods")
+        .pods_with(image)
         .await
         .iter()
-        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
-        .filter(|p| {
-            p.pointer("/spec/containers/0/image")
-                .and_then(Value::as_str)
-                == Some(image)
-        })
         .filter_map(|p| {
             p.pointer("/metadata/name")
                 .and_then(Value::as_str)

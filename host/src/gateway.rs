@@ -99,10 +99,16 @@ impl Synced for ClusterView {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + SYNC_LIMIT;
             let mut changed = self.mirror.changed();
+            let mut unsettled = Vec::new();
             loop {
                 changed.mark_unchanged();
                 if self.caught_up().await? {
-                    return Ok(());
+                    // And the EndpointSlices say what the pods do: a pod that
+                    // became ready (or went) is routed to (or not) as it is now.
+                    unsettled = sluice_sim::gateway::unsettled_services(self.mirror.as_ref());
+                    if unsettled.is_empty() {
+                        return Ok(());
+                    }
                 }
                 // Changed since the list, or about to: look again after the next
                 // change, or shortly (a watch restarting replays nothing new).
@@ -110,10 +116,18 @@ impl Synced for ClusterView {
                     _ = changed.changed() => {}
                     () = tokio::time::sleep(Duration::from_millis(100)) => {}
                     () = tokio::time::sleep_until(deadline) => {
-                        return Err(format!(
-                            "the gateway's view did not catch up with the API server in {}s",
-                            SYNC_LIMIT.as_secs()
-                        ));
+                        return Err(if unsettled.is_empty() {
+                            format!(
+                                "the gateway's view did not catch up with the API server in {}s",
+                                SYNC_LIMIT.as_secs()
+                            )
+                        } else {
+                            format!(
+                                "the EndpointSlices of {} did not list their ready pods in {}s",
+                                unsettled.join(", "),
+                                SYNC_LIMIT.as_secs()
+                            )
+                        });
                     }
                 }
             }

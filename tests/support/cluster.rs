@@ -39,8 +39,8 @@ enum Controller {
 /// The cluster, a client, and the controller.
 pub struct Cluster {
     pub client: kube::Client,
-    // Dropped before the controller: a real namespace is deleted while the
-    // controller still runs to let its Rollouts go.
+    // A real namespace is deleted while the controller still runs to let its
+    // Rollouts go (`Drop`).
     backend: Backend,
     controller: Option<Controller>,
     metrics_addr: std::net::SocketAddr,
@@ -119,7 +119,7 @@ impl Pending {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Backend::Real(real) = &self.backend {
-            real.delete_namespace();
+            real.delete_namespace(self.controller.is_some());
         }
         // A controller process stops as the kubelet stops it, SIGTERM, and
         // releases its lease for the next test's.
@@ -672,17 +672,25 @@ impl Cluster {
         hits
     }
 
-    /// Ready pods running `image`.
-    pub async fn ready_pods_with(&self, image: &str) -> usize {
+    /// The pods running `image` and not on their way out.
+    pub async fn pods_with(&self, image: &str) -> Vec<Value> {
         self.objects("", "pods")
             .await
-            .iter()
+            .into_iter()
             .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
             .filter(|p| {
                 p.pointer("/spec/containers/0/image")
                     .and_then(Value::as_str)
                     == Some(image)
             })
+            .collect()
+    }
+
+    /// Ready pods running `image`.
+    pub async fn ready_pods_with(&self, image: &str) -> usize {
+        self.pods_with(image)
+            .await
+            .iter()
             .filter(|p| {
                 p.pointer("/status/conditions")
                     .and_then(Value::as_array)

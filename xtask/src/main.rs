@@ -73,7 +73,7 @@ enum Task {
         #[arg(long, conflicts_with = "real_cluster_only")]
         no_real_cluster: bool,
         /// Run the real-cluster suite only (it says that the simulator's is left out).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "args")]
         real_cluster_only: bool,
         /// Passed to `cargo test` (then only the simulator's suite runs).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

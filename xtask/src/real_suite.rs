@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 /// The list's path, from the workspace's root.
 pub const LIST: &str = "tests/real-cluster.list";
 
-/// The tests of the list, by test binary, in the list's order.
+/// The tests of the list, by test binary (each binary's in the list's order).
 pub fn read(root: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     let path = root.join(LIST);
     let text =
@@ -67,24 +67,41 @@ pub fn run(root: &Path, kubeconfig: &Path) -> anyhow::Result<Vec<String>> {
         suite.len(),
         kubeconfig.display()
     );
+    // The workspace's features, as the simulator's suite built them: nothing is
+    // compiled again.
+    let cargo_test = |binary: &str, then: &str| {
+        let mut command = Command::new(&cargo);
+        command.current_dir(root).args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--test",
+            binary,
+            "--",
+            then,
+        ]);
+        command
+    };
     for (binary, tests) in &suite {
+        // Every name must be a test of the binary: an `--exact` filter that
+        // matches nothing would pass by running nothing.
+        let listed = cargo_test(binary, "--list")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("listing the tests")?;
+        let names: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .filter_map(|l| l.strip_suffix(": test").map(str::to_owned))
+            .collect();
+        let missing: Vec<&String> = tests.iter().filter(|t| !names.contains(t)).collect();
+        if !missing.is_empty() {
+            bail!("{LIST}: {binary} has no test {missing:?} (is it #[ignore]d, or in a module?)");
+        }
         eprintln!(
             "xtask: SLUICE_TEST_BACKEND=real cargo test --workspace --test {binary} -- --exact ({} tests)",
             tests.len()
         );
-        let status = Command::new(&cargo)
-            .current_dir(root)
-            // The workspace's features, as the simulator's suite built them: nothing
-            // is compiled again.
-            .args([
-                "test",
-                "--workspace",
-                "--locked",
-                "--test",
-                binary,
-                "--",
-                "--exact",
-            ])
+        let status = cargo_test(binary, "--exact")
             .args(tests)
             .env("SLUICE_TEST_BACKEND", "real")
             .env("SLUICE_TEST_KUBECONFIG", kubeconfig)

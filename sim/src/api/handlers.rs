@@ -357,6 +357,17 @@ fn prepare(ty: &ResourceType, object: &mut Value, current: Option<&Value>) {
     if let Some(schema) = &ty.schema {
         resources::apply_defaults(schema, object);
     }
+    if (ty.group.as_str(), ty.kind.as_str()) == ("", "Namespace") {
+        // kube-apiserver labels every namespace with its name (and keeps it so),
+        // which namespace selectors rely on.
+        let name = Meta::of(object).name().to_owned();
+        let meta = object::meta_mut(object);
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        labels["kubernetes.io/metadata.name"] = json!(name);
+    }
     match (ty.group.as_str(), ty.kind.as_str()) {
         ("", "Service") if current.is_none() => allocate_service(object),
         ("", "Namespace") if current.is_none() => object["status"] = json!({"phase": "Active"}),

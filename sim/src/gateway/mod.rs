@@ -105,6 +105,10 @@ async fn synced(state: &GatewayState) -> Response {
 }
 
 async fn handle(State(state): State<GatewayState>, request: Request<Body>) -> Response {
+    // The gateway's own, before any route could claim it.
+    if request.uri().path() == SYNCED_PATH {
+        return synced(&state).await;
+    }
     let started = Instant::now();
     let uri: Uri = request.uri().clone();
     let headers: HeaderMap = request.headers().clone();
@@ -132,9 +136,7 @@ async fn handle(State(state): State<GatewayState>, request: Request<Body>) -> Re
         if uri.path() == "/metrics" {
             return state.metrics.render();
         }
-        if uri.path() == SYNCED_PATH {
-            return synced(&state).await;
-        }
+
         return (StatusCode::NOT_FOUND, "default backend - 404\n").into_response();
     };
     let endpoints = ready_endpoints(state.objects.as_ref(), &backend);
@@ -194,37 +196,13 @@ async fn handle(State(state): State<GatewayState>, request: Request<Body>) -> Re
 /// to), or, where no EndpointSlice names the Service (the simulator makes none),
 /// the ready pods its selector matches.
 fn ready_endpoints(objects: &dyn Objects, backend: &Backend) -> Vec<Arc<Value>> {
-    let slices: Vec<Arc<Value>> = objects
-        .list(
-            &ResKey::new("discovery.k8s.io", "endpointslices"),
-            Some(&backend.namespace),
-        )
-        .into_iter()
-        .filter(|s| Meta::of(s).label(SERVICE_NAME_LABEL) == Some(backend.service.as_str()))
-        .collect();
-    if !slices.is_empty() {
-        let pods = ResKey::new("", "pods");
-        let mut ready: Vec<Arc<Value>> = slices
+    if let Some(names) = slice_endpoints(objects, &backend.namespace, &backend.service) {
+        let pod_kind = ResKey::new("", "pods");
+        let mut ready: Vec<Arc<Value>> = names
             .iter()
-            .flat_map(|s| {
-                s.get("endpoints")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter(|e| {
-                // Kubernetes: `ready` left out means ready; a terminating
-                // endpoint is never ready.
-                e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false)
-                    && e.pointer("/conditions/terminating")
-                        .and_then(Value::as_bool)
-                        != Some(true)
-            })
-            .filter(|e| e.pointer("/targetRef/kind").and_then(Value::as_str) == Some("Pod"))
-            .filter_map(|e| {
-                let name = e.pointer("/targetRef/name")?.as_str()?;
-                objects.get(&pods, &backend.namespace, name)
-            })
+            .filter_map(|name| objects.get(&pod_kind, &backend.namespace, name))
+            // A slice written before its pod went is not answered from.
+            .filter(|p| pods::is_ready(p) && !pods::is_terminating(p))
             .collect();
         // One pod per endpoint, in a stable order: a seeded run picks the same.
         ready.sort_by(|a, b| Meta::of(a).name().cmp(Meta::of(b).name()));
@@ -251,8 +229,75 @@ fn ready_endpoints(objects: &dyn Objects, backend: &Backend) -> Vec<Arc<Value>> 
         .collect()
 }
 
+/// The pods the EndpointSlices of Service `ns/service` list as ready (a pod
+/// endpoint whose `ready` is left out is ready; a terminating one never is), or
+/// `None` where no EndpointSlice names the Service.
+fn slice_endpoints(objects: &dyn Objects, ns: &str, service: &str) -> Option<Vec<String>> {
+    let slices: Vec<Arc<Value>> = objects
+        .list(&ResKey::new("discovery.k8s.io", "endpointslices"), Some(ns))
+        .into_iter()
+        .filter(|s| Meta::of(s).label(SERVICE_NAME_LABEL) == Some(service))
+        .collect();
+    if slices.is_empty() {
+        return None;
+    }
+    Some(
+        slices
+            .iter()
+            .flat_map(|s| {
+                s.get("endpoints")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|e| {
+                e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false)
+                    && e.pointer("/conditions/terminating")
+                        .and_then(Value::as_bool)
+                        != Some(true)
+                    && e.pointer("/targetRef/kind").and_then(Value::as_str) == Some("Pod")
+            })
+            .filter_map(|e| e.pointer("/targetRef/name")?.as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
 /// The label an EndpointSlice names its Service by.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The Services of `objects` whose EndpointSlices do not list as ready exactly
+/// the ready, running pods their selector matches (the EndpointSlice controller
+/// has not caught up with a pod's change yet), as `namespace/name`.
+pub fn unsettled_services(objects: &dyn Objects) -> Vec<String> {
+    let mut out = Vec::new();
+    for service in objects.list(&ResKey::new("", "services"), None) {
+        let meta = Meta::of(&service);
+        let Some(selector) = service.pointer("/spec/selector").and_then(Value::as_object) else {
+            continue;
+        };
+        let selector = LabelSelector::from_map(selector);
+        let ns = meta.namespace();
+        let mut want: Vec<String> = objects
+            .list(&ResKey::new("", "pods"), Some(ns))
+            .into_iter()
+            .filter(|p| {
+                selector.matches(Meta::of(p).labels())
+                    && pods::is_ready(p)
+                    && !pods::is_terminating(p)
+                    && p.pointer("/status/podIP").is_some()
+            })
+            .map(|p| Meta::of(&p).name().to_owned())
+            .collect();
+        let mut have = slice_endpoints(objects, ns, meta.name()).unwrap_or_default();
+        want.sort();
+        have.sort();
+        have.dedup();
+        if want != have {
+            out.push(format!("{ns}/{}", meta.name()));
+        }
+    }
+    out
+}
 
 /// The version label metrics use: the pod's template hash or revision.
 fn version_of(pod: &Value) -> String {

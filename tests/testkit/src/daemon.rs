@@ -29,6 +29,19 @@ impl Daemon {
     /// `install` tells how to get the program when it is missing.
     pub async fn start(mut command: Command, what: &str, listening: &str, install: &str) -> Daemon {
         let listening = Regex::new(listening).expect("a pattern");
+        // SAFETY: between fork and exec the closure makes one system call
+        // (prctl), which is async-signal-safe, and touches no memory of the parent.
+        // Should the test's process die without running its destructors (SIGKILL,
+        // an abort), the helper gets SIGTERM instead of living on: a controller
+        // left behind would hold the cluster's Lease for the next test.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::TERM,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -52,17 +52,21 @@ pub fn backend() -> BackendKind {
     }
 }
 
-/// The admin kubeconfig of the real cluster.
+/// The admin kubeconfig of the real cluster. A relative path is taken from the
+/// current folder, else from the workspace's root (test binaries run in their
+/// package's folder).
 pub fn kubeconfig() -> PathBuf {
     match std::env::var_os(KUBECONFIG_ENV) {
         Some(path) if !path.is_empty() => {
             let path = PathBuf::from(path);
-            assert!(
-                path.is_file(),
-                "{KUBECONFIG_ENV}={} is not a file: {HOW}",
-                path.display()
-            );
-            std::path::absolute(&path).unwrap_or(path)
+            let found = [path.clone(), super::workspace_root().join(&path)]
+                .into_iter()
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| {
+                    panic!("{KUBECONFIG_ENV}={} is not a file: {HOW}", path.display())
+                });
+            // One spelling of the path, so that one lock holds every test of it.
+            std::fs::canonicalize(&found).unwrap_or(found)
         }
         _ => panic!("{BACKEND_ENV}=real needs {KUBECONFIG_ENV}: {HOW}"),
     }
@@ -474,7 +478,7 @@ impl Real {
         let log = self.audit_log();
         // The log is written in batches: a request of the test's own, made now,
         // shows when everything before it is in.
-        let mark = format!("audit-mark-{:04x}", rand_suffix());
+        let mark = format!("audit-mark-{:016x}", rand_suffix());
         let _ = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
             self.client.clone(),
             &self.namespace,
@@ -483,7 +487,7 @@ impl Real {
         .await;
         let deadline = tokio::time::Instant::now() + super::PATIENCE;
         let text = loop {
-            let text = tokio::fs::read_to_string(&log).await.unwrap_or_default();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
             if text.contains(&mark) {
                 break text;
             }
@@ -500,7 +504,12 @@ impl Real {
             let Ok(event) = serde_json::from_str::<Value>(line) else {
                 continue;
             };
-            if event["user"]["username"] != user || event["stage"] != "ResponseComplete" {
+            // A watch is recorded when it starts; the rest when answered.
+            let stage = event["stage"].as_str().unwrap_or("");
+            let watch = event["verb"] == "watch";
+            if event["user"]["username"] != user
+                || !(stage == "ResponseComplete" || (watch && stage == "ResponseStarted"))
+            {
                 continue;
             }
             let at = event["requestReceivedTimestamp"]
@@ -514,13 +523,22 @@ impl Real {
                 continue;
             };
             let text = |v: &Value| v.as_str().map(str::to_owned);
+            // This test's: its namespace, the controller's, and cluster-wide
+            // requests (not what the controller did for earlier tests' namespaces).
+            let namespace = text(&object["namespace"]);
+            if namespace
+                .as_deref()
+                .is_some_and(|ns| ns != self.namespace && ns != "sluice-system")
+            {
+                continue;
+            }
             let entry = sluice_sim::api::audit::AuditEntry {
                 user: user.to_owned(),
                 verb: text(&event["verb"]).unwrap_or_default(),
                 group: text(&object["apiGroup"]).unwrap_or_default(),
                 resource: text(&object["resource"]).unwrap_or_default(),
                 subresource: text(&object["subresource"]),
-                namespace: text(&object["namespace"]),
+                namespace,
                 name: text(&object["name"]),
             };
             let code = event["responseStatus"]["code"].as_i64().unwrap_or(0);
@@ -555,18 +573,39 @@ impl Real {
 }
 
 impl Real {
-    /// Deletes the test's namespace without waiting: a controller still running
-    /// lets its Rollouts' finalizers go; what it leaves, the next test's
-    /// controller finishes (or `cargo xtask cluster down`).
-    pub fn delete_namespace(&self) {
-        let _ = std::process::Command::new("kubectl")
-            .args(["delete", "namespace", "--wait=false", "--ignore-not-found"])
-            .arg(&self.namespace)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+    /// Deletes the test's namespace. With `controller_running`, its Rollouts go
+    /// first (a minute at most), while their workloads and Services still stand:
+    /// the controller ends each release as on any deletion and lets its finalizer
+    /// go, so the next test's controller starts on a quiet cluster. The rest is
+    /// collected with the namespace, without waiting.
+    pub fn delete_namespace(&self, controller_running: bool) {
+        let kubectl = |args: &[&str]| {
+            let _ = std::process::Command::new("kubectl")
+                .args(args)
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
+        if controller_running {
+            kubectl(&[
+                "delete",
+                "rollouts.rollouts.kruise.io",
+                "--all",
+                "-n",
+                &self.namespace,
+                "--wait=true",
+                "--timeout=60s",
+            ]);
+        }
+        kubectl(&[
+            "delete",
+            "namespace",
+            "--wait=false",
+            "--ignore-not-found",
+            &self.namespace,
+        ]);
     }
 }
 
@@ -575,7 +614,7 @@ impl Drop for Real {
         for w in &self.watches {
             w.abort();
         }
-        self.delete_namespace();
+        self.delete_namespace(false);
     }
 }
 
@@ -592,12 +631,12 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-fn rand_suffix() -> u16 {
+fn rand_suffix() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
+        .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    (nanos ^ std::process::id()) as u16
+    nanos ^ (u64::from(std::process::id()) << 40)
 }
 
 /// What every real-cluster test needs, installed once per process (each apply is
@@ -647,20 +686,28 @@ async fn prepare(admin: &kube::Client) {
         super::apply(admin, &rbac.join("\n---\n")).await;
         // A controller that leads here and keeps its lease is not the tests' own.
         let leases: Api<Lease> = Api::namespaced(admin.clone(), "sluice-system");
+        // (holder, renewed, seconds left before it lapses) of a held lease.
         let held = || async {
-            let lease = leases.get_opt("sluice-controller").await.ok().flatten()?;
+            let lease = leases
+                .get_opt("sluice-controller")
+                .await
+                .unwrap_or_else(|e| panic!("reading the Lease sluice-system/sluice-controller: {e}"))?;
             let spec = lease.spec.unwrap_or_default();
             let renewed = spec.renew_time.map(|t| t.0)?;
             let age = k8s_openapi::jiff::Timestamp::now().duration_since(renewed);
-            let lapsed = age.as_secs() > i64::from(spec.lease_duration_seconds.unwrap_or(15));
-            spec.holder_identity.filter(|_| !lapsed)
+            let left = i64::from(spec.lease_duration_seconds.unwrap_or(15)) - age.as_secs();
+            let holder = spec.holder_identity?;
+            (left >= 0).then_some((holder, renewed, left))
         };
-        if let Some(first) = held().await {
-            // One that was killed lapses within its lease's duration: look again then.
-            tokio::time::sleep(std::time::Duration::from_secs(20)).await;
-            if let Some(holder) = held().await {
+        if let Some((holder, renewed, left)) = held().await {
+            // A controller that died without letting go lapses at the end of its
+            // lease: look again then; one that renewed meanwhile is alive.
+            tokio::time::sleep(std::time::Duration::from_secs(left.unsigned_abs() + 1)).await;
+            if let Some((now, renewed_again, _)) = held().await
+                && renewed_again != renewed
+            {
                 panic!(
-                    "a Sluice controller leads on this cluster ({first}, then {holder}): the real-cluster tests run their own; stop it (`cargo xtask cluster down && cargo xtask cluster up` starts a cluster without one)"
+                    "a Sluice controller leads on this cluster ({holder}, then {now}): the real-cluster tests run their own; stop it (`cargo xtask cluster down && cargo xtask cluster up` starts a cluster without one)"
                 );
             }
         }

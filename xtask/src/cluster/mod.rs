@@ -129,17 +129,31 @@ pub fn build() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A fresh control plane for the tests, without Sluice (they run their own).
+/// A fresh control plane for the tests, without Sluice (they run their own);
+/// stopped again if it cannot be had whole.
 pub fn fresh_up() -> anyhow::Result<()> {
     let layout = Layout::new()?;
+    if PROCESSES
+        .iter()
+        .chain(sluice::PROCESSES)
+        .any(|p| process::running(&layout.state, p).is_some())
+    {
+        eprintln!(
+            "xtask: the local cluster that runs is stopped: the real-cluster suite starts a fresh one"
+        );
+    }
     down(&layout)?;
-    up(
+    let result = up(
         &layout,
         &UpArgs {
             nodes: 3,
             with_sluice: false,
         },
-    )
+    );
+    if result.is_err() {
+        let _ = down(&layout);
+    }
+    result
 }
 
 /// Stops the control plane.
@@ -177,6 +191,8 @@ fn up(layout: &Layout, args: &UpArgs) -> anyhow::Result<()> {
     let version = tools::version(&layout.root, &tools::KUBERNETES)?;
     let started = Instant::now();
     std::fs::create_dir_all(&layout.state)?;
+    // The audit log is appended to: an earlier cluster's would mix in.
+    let _ = std::fs::remove_file(layout.state.join("logs").join("audit.log"));
     let pki = pki::generate(&layout.state.join("pki"))?;
 
     let etcd_port = free_port()?;
@@ -687,7 +703,9 @@ fn wait_for(
             return Ok(());
         }
         let log = process::files(&layout.state, name).log;
-        if process::running(&layout.state, name).is_none() {
+        // By the pid alone: just started, its command line may not show the
+        // program yet (exec reports success before it sets the new arguments).
+        if !process::started(&layout.state, name) {
             bail!(
                 "{name} stopped while waiting for {what}; the end of its log ({}):\n{}",
                 log.display(),

@@ -62,7 +62,18 @@ pub const CLIENTS: &[(&str, &str, Option<&str>)] = &[
 ];
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Keys and certificates alike readable by this user only.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Makes every certificate and key under `dir`.

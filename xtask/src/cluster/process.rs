@@ -42,20 +42,41 @@ pub fn spawn(state: &Path, name: &str, command: &mut Command) -> anyhow::Result<
         .spawn()
         .with_context(|| format!("starting {name} ({:?})", command.get_program()))?;
     let pid = child.id();
-    std::fs::write(&files.pid, format!("{pid}\n"))?;
+    // The program's name beside its pid: a pid file outliving its process (a
+    // reboot) must not have `down` signal whatever process has that pid now.
+    let program = Path::new(command.get_program())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::fs::write(&files.pid, format!("{pid}\n{program}\n"))?;
     // Not waited for: it runs on after this process exits; `down` stops it.
     drop(child);
     Ok(pid)
 }
 
-/// The pid in `name`'s pid file, if the process still runs.
+/// The pid in `name`'s pid file, if that process still runs the program it
+/// started with.
 pub fn running(state: &Path, name: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(files(state, name).pid)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    alive(pid).then_some(pid)
+    let text = std::fs::read_to_string(files(state, name).pid).ok()?;
+    let mut lines = text.lines();
+    let pid: u32 = lines.next()?.trim().parse().ok()?;
+    let program = lines.next().unwrap_or("").trim();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    use std::os::unix::ffi::OsStrExt;
+    let runs = Path::new(std::ffi::OsStr::from_bytes(first))
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy() == program);
+    (alive(pid) && runs).then_some(pid)
+}
+
+/// Whether the process `name`'s pid file names still runs, whatever it runs:
+/// for the moments after [`spawn`].
+pub fn started(state: &Path, name: &str) -> bool {
+    std::fs::read_to_string(files(state, name).pid)
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
+        .is_some_and(alive)
 }
 
 /// Whether `pid` runs (a zombie, exited but not yet reaped, does not).
@@ -87,6 +108,9 @@ pub fn stop(state: &Path, name: &str, grace: Duration) -> anyhow::Result<bool> {
         while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+    if alive(pid) {
+        anyhow::bail!("{name} (pid {pid}) is still running after SIGKILL");
     }
     std::fs::remove_file(&files.pid)?;
     Ok(true)

@@ -85,13 +85,9 @@ pub const GATEWAY_API: Module = Module {
     programs: &[],
 };
 
-/// Whether a Go toolchain answers.
+/// Whether a Go toolchain new enough for the wrappers answers.
 fn have_go() -> bool {
-    Command::new("go")
-        .args(["env", "GOVERSION"])
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    check_go().is_ok()
 }
 
 /// The folder of `module`'s pinned upstream module: in Go's module cache,
@@ -160,14 +156,14 @@ fn fetched_module(root: &Path, module: &Module) -> anyhow::Result<PathBuf> {
                 module.pins
             )
         })?;
-    let proxy = std::env::var("GOPROXY")
-        .ok()
-        .and_then(|p| {
-            p.split([',', '|'])
-                .find(|e| e.starts_with("http"))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "https://proxy.golang.org".to_owned());
+    let proxy = match std::env::var("GOPROXY") {
+        Ok(p) if !p.is_empty() => p
+            .split([',', '|'])
+            .find(|e| e.starts_with("http"))
+            .map(str::to_owned)
+            .with_context(|| format!("GOPROXY={p} names no proxy to fetch {} from", module.pins))?,
+        _ => "https://proxy.golang.org".to_owned(),
+    };
     let url = format!(
         "{}/{}/@v/{version}.zip",
         proxy.trim_end_matches('/'),
@@ -175,7 +171,7 @@ fn fetched_module(root: &Path, module: &Module) -> anyhow::Result<PathBuf> {
     );
     eprintln!("xtask: no Go toolchain: fetching {url} …");
     let out = Command::new("curl")
-        .args(["-fsSL", &url])
+        .args(["-fsSL", "--retry", "3", "--max-time", "300", &url])
         .output()
         .context("running curl to fetch the module (install curl, or Go 1.26)")?;
     if !out.status.success() {
@@ -215,7 +211,11 @@ fn fetched_module(root: &Path, module: &Module) -> anyhow::Result<PathBuf> {
     let prefix = format!("{}@{version}/", module.pins);
     let _ = std::fs::remove_dir_all(&dir);
     for (name, bytes) in &files {
-        let Some(rel) = name.strip_prefix(&prefix) else {
+        let Some(rel) = name.strip_prefix(&prefix).filter(|rel| {
+            Path::new(rel)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        }) else {
             bail!("{url}: {name} is outside {prefix}");
         };
         let path = dir.join(rel);
