@@ -302,3 +302,109 @@ async fn the_crd_defaults_as_kruises_do_and_steps_left_out_reach_the_webhook_lef
         "Exact"
     );
 }
+
+/// Deleting the namespace the controller lives in (uninstalling deploy/, which
+/// deletes `sluice-system`) deletes its webhook configurations: none is left to
+/// refuse writes fail-closed when no controller answers. Here the controller is
+/// installed in a namespace of the test's own, with deploy/'s Role for its
+/// certificates there.
+#[tokio::test]
+async fn uninstalling_deletes_the_webhook_configurations() {
+    let pending = Cluster::prepare().await;
+    pending.forget_controller_state().await;
+    let admin = pending.client();
+    let home = format!(
+        "sluice-home-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    sluice_testkit::apply(
+        &admin,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {home}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: sluice-controller-certs, namespace: {home}}}
+rules:
+- {{apiGroups: [""], resources: [secrets], resourceNames: [sluice-webhook-certs], verbs: [get, update]}}
+- {{apiGroups: [""], resources: [secrets], verbs: [create]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: sluice-controller-certs, namespace: {home}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: sluice-controller-certs}}
+subjects: [{{kind: ServiceAccount, name: sluice-controller, namespace: sluice-system}}]
+"#
+        ),
+    )
+    .await;
+    let mut webhook = sluice::admission::WebhookConfig::local(0);
+    webhook.secret_namespace = home.clone();
+    let mut c = pending
+        .start(sluice::controller::ControllerConfig {
+            webhook: Some(webhook),
+            lease: Some(sluice::controller::leader::LeaseConfig::new(
+                "default",
+                "sluice-controller",
+                "uninstall-e2e",
+            )),
+            ..Default::default()
+        })
+        .await;
+    let owners = |config: &Value| {
+        config
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .map(|o| {
+                o.iter()
+                    .map(|r| (r["kind"].clone(), r["name"].clone()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    for plural in [
+        "mutatingwebhookconfigurations",
+        "validatingwebhookconfigurations",
+    ] {
+        let name = format!(
+            "sluice-{}-webhook-configuration",
+            &plural[..plural.find("webhook").unwrap_or(0)]
+        );
+        let config = c
+            .object_in("", "admissionregistration.k8s.io", plural, &name)
+            .await
+            .unwrap_or_else(|| panic!("{plural} {name}"));
+        assert_eq!(owners(&config), vec![(json!("Namespace"), json!(home))]);
+    }
+    // The controller goes, then its namespace.
+    c.stop_controller().await;
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+        .delete(&home, &Default::default())
+        .await
+        .expect("deleting the namespace");
+    c.until("the webhook configurations are collected", || async {
+        c.object_in(
+            "",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            "sluice-mutating-webhook-configuration",
+        )
+        .await
+        .is_none()
+            && c.object_in(
+                "",
+                "admissionregistration.k8s.io",
+                "validatingwebhookconfigurations",
+                "sluice-validating-webhook-configuration",
+            )
+            .await
+            .is_none()
+    })
+    .await;
+}

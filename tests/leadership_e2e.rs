@@ -127,3 +127,12 @@ async fn a_standby_is_ready_and_takes_over_when_the_leader_gets_sigterm() {
     let (status, log) = terminate(b).await;
     assert!(status.success(), "{status}:\n{log}");
 }
+
+/// Told to stop as soon as it starts — before its watches have filled its caches
+/// — a controller without leader election stops all the same (within its grace),
+/// instead of waiting for caches that no longer fill.
+#[tokio::test]
+async fn a_controller_stopped_as_soon_as_it_starts_stops() {
+    let mut c = Cluster::start().await;
+    c.stop_controller().await;
+}

@@ -391,7 +391,11 @@ impl Cluster {
     /// Stops the controller (to check what it leaves behind).
     pub async fn stop_controller(&mut self) {
         match self.controller.take() {
-            Some(Controller::Local(c)) => c.stop().await,
+            Some(Controller::Local(c)) => {
+                tokio::time::timeout(sluice_testkit::PATIENCE, c.stop())
+                    .await
+                    .expect("the controller stops when told to");
+            }
             Some(Controller::Process(daemon)) => {
                 let daemon = *daemon;
                 let pid = daemon.pid().expect("running");
@@ -721,8 +725,15 @@ fn controller_args(real: &Real, config: &sluice::controller::ControllerConfig) -
         "this test moves the controller's clock by hand: it runs on the simulated backend only"
     );
     let mut args = Vec::new();
-    if config.webhook.is_none() {
-        args.push("--no-webhooks".to_owned());
+    match &config.webhook {
+        None => args.push("--no-webhooks".to_owned()),
+        // The certificates elsewhere than the controller's namespace (where
+        // deploy/ keeps them, and where the local default would put them).
+        Some(w) if w.secret_namespace != "sluice-system" && w.secret_namespace != "default" => {
+            args.push("--webhook-secret".to_owned());
+            args.push(format!("{}/{}", w.secret_namespace, w.secret_name));
+        }
+        Some(_) => {}
     }
     if let Some(ca) = &config.module_ca {
         args.push("--module-ca-file".to_owned());

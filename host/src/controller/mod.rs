@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -49,6 +49,9 @@ use metrics::ControllerMetrics;
 
 /// The annotation naming a Rollout's strategy module.
 pub const MODULE_ANNOTATION: &str = "strategy.sluice.dev/module";
+/// How long reconciles under way may go on once the controller is told to stop
+/// (within the 30 seconds deploy/controller.yaml gives the pod to stop).
+const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The annotation carrying the module's JSON configuration.
 pub const CONFIG_ANNOTATION: &str = "strategy.sluice.dev/config";
 /// The module a Rollout gets when it names none.
@@ -325,7 +328,8 @@ pub async fn run(
     }
     let stop = async move {
         let _ = stop_rx.await;
-    };
+    }
+    .shared();
 
     tracing::info!(
         scope = ns.unwrap_or("all namespaces"),
@@ -472,15 +476,27 @@ pub async fn run(
                 },
             );
     }
-    controller
-        .graceful_shutdown_on(stop)
+    let running = controller
+        .graceful_shutdown_on(stop.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "controller event");
             }
-        })
-        .await;
+        });
+    // Told to stop, the reconciles under way may finish, within a bound: a stop
+    // that comes before the watch caches are filled would otherwise wait for
+    // them for ever, and the kubelet kills what outlives its grace period
+    // without the lease being let go.
+    tokio::select! {
+        () = running => {}
+        () = async {
+            stop.await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => {
+            tracing::warn!(grace = ?STOP_GRACE, "reconciles still running after the stop's grace; stopping without them");
+        }
+    }
     drop(ready_tx);
     if let Some(lease) = &config.lease {
         match leader::release(&client, lease).await {
