@@ -9,6 +9,7 @@
 //! run. The wasm targets come with the toolchain (`rust-toolchain.toml`).
 
 mod cluster;
+mod oracle;
 mod real_suite;
 
 use std::process::{Command, ExitCode, Stdio};
@@ -83,6 +84,11 @@ enum Task {
     /// kube-controller-manager, kube-scheduler, KWOK).
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// OpenKruise Rollouts v0.6.2 as the oracle: each scenario of
+    /// tests/fixtures/oracle/ runs under Kruise and under Sluice, each on a fresh
+    /// local control plane, and the states after each action are compared. Exit 0
+    /// when every difference is listed as kept (tests/fixtures/oracle/kept.yaml).
+    Oracle(oracle::OracleArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +100,7 @@ fn main() -> ExitCode {
             args,
         } => test(args, no_real_cluster, real_cluster_only),
         Task::Cluster(command) => cluster::run(command).map(|()| ExitCode::SUCCESS),
+        Task::Oracle(args) => oracle::run(args),
     };
     match result {
         Ok(code) => code,
@@ -214,7 +221,7 @@ fn test(
         // Before the long simulator suite: a control plane that cannot be had
         // stops the run now, saying how to get one.
         if given.is_none() {
-            cluster::build().map_err(|e| {
+            cluster::build(false).map_err(|e| {
                 anyhow::anyhow!("{e:#}\n(or run `cargo xtask test --no-real-cluster` to leave the real-cluster suite out)")
             })?;
         }

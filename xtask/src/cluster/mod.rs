@@ -6,6 +6,7 @@
 //! lives in `target/cluster/`; the binaries are built once and cached by version
 //! (see [`tools`]).
 
+mod peers;
 mod pki;
 mod process;
 mod sluice;
@@ -35,7 +36,11 @@ pub enum ClusterCommand {
     /// `eval "$(cargo xtask cluster env)"`.
     Env,
     /// Only build (or find in the cache) the control plane's binaries.
-    Build,
+    Build {
+        /// The peers' too: OpenKruise Rollouts and Argo Rollouts.
+        #[arg(long)]
+        peers: bool,
+    },
 }
 
 /// Options of `up`.
@@ -49,6 +54,13 @@ pub struct UpArgs {
     /// gateway.
     #[arg(long)]
     pub with_sluice: bool,
+    /// Also install OpenKruise Rollouts v0.6.2 from its module's manifests and run
+    /// it (it serves rollouts.kruise.io too: not beside Sluice).
+    #[arg(long, conflicts_with = "with_sluice")]
+    pub with_kruise: bool,
+    /// Also install Argo Rollouts v1.9.2 from its module's manifests and run it.
+    #[arg(long)]
+    pub with_argo: bool,
 }
 
 /// The processes of the control plane, in the order they start (`down` stops
@@ -111,16 +123,23 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Down => down(&layout),
         ClusterCommand::Status => status(&layout),
         ClusterCommand::Env => env(&layout),
-        ClusterCommand::Build => build(),
+        ClusterCommand::Build { peers } => build(peers),
     }
 }
 
-/// Builds (or finds cached) every binary the control plane needs.
-pub fn build() -> anyhow::Result<()> {
+/// Builds (or finds cached) every binary the control plane needs, and the peers'
+/// with `peers`.
+pub fn build(peers: bool) -> anyhow::Result<()> {
     let layout = Layout::new()?;
     for module in [&tools::KUBERNETES, &tools::KWOK] {
         let dir = tools::ensure(&layout.root, module)?;
         eprintln!("xtask: {} programs in {}", module.pins, dir.display());
+    }
+    if peers {
+        for module in [&tools::KRUISE_ROLLOUTS, &tools::ARGO_ROLLOUTS] {
+            let dir = tools::ensure(&layout.root, module)?;
+            eprintln!("xtask: {} programs in {}", module.pins, dir.display());
+        }
     }
     for module in [&tools::KWOK, &tools::GATEWAY_API] {
         let dir = tools::module_dir(&layout.root, module)?;
@@ -136,6 +155,7 @@ pub fn fresh_up() -> anyhow::Result<()> {
     if PROCESSES
         .iter()
         .chain(sluice::PROCESSES)
+        .chain(peers::PROCESSES)
         .any(|p| process::running(&layout.state, p).is_some())
     {
         eprintln!(
@@ -148,12 +168,70 @@ pub fn fresh_up() -> anyhow::Result<()> {
         &UpArgs {
             nodes: 3,
             with_sluice: false,
+            with_kruise: false,
+            with_argo: false,
         },
     );
     if result.is_err() {
         let _ = down(&layout);
     }
     result
+}
+
+/// A fresh control plane with one engine on it (`kruise` or `sluice`), for the
+/// oracle; the admin kubeconfig's path.
+pub fn engine_up(engine: &str, nodes: u32) -> anyhow::Result<PathBuf> {
+    let layout = Layout::new()?;
+    down(&layout)?;
+    let result = up(
+        &layout,
+        &UpArgs {
+            nodes,
+            with_sluice: engine == "sluice",
+            with_kruise: engine == "kruise",
+            with_argo: engine == "argo",
+        },
+    );
+    if result.is_err() {
+        let _ = down(&layout);
+    }
+    result.map(|()| layout.kubeconfig())
+}
+
+/// How a client reaches the running API server with the admin's certificate:
+/// its URL, the CA, the admin's certificate and key.
+pub struct AdminAccess {
+    pub server: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The admin's access to the running control plane.
+pub fn admin_access() -> anyhow::Result<AdminAccess> {
+    let layout = Layout::new()?;
+    let server = layout
+        .read_info()
+        .and_then(|i| i["server"].as_str().map(str::to_owned))
+        .context("the cluster is not up")?;
+    let pki = layout.state.join("pki");
+    Ok(AdminAccess {
+        server,
+        ca: pki.join("ca.crt"),
+        cert: pki.join("admin.crt"),
+        key: pki.join("admin.key"),
+    })
+}
+
+/// The pid of one of the cluster's processes (`sluice-controller`,
+/// `kruise-rollout`, `argo-rollouts`, `kube-apiserver`, …), if it runs.
+pub fn pid_of(name: &str) -> Option<u32> {
+    process::running(&Layout::new().ok()?.state, name)
+}
+
+/// The API server's audit log.
+pub fn audit_log() -> anyhow::Result<PathBuf> {
+    Ok(Layout::new()?.state.join("logs/audit.log"))
 }
 
 /// Stops the control plane.
@@ -174,10 +252,15 @@ fn all_running(layout: &Layout) -> bool {
 }
 
 fn up(layout: &Layout, args: &UpArgs) -> anyhow::Result<()> {
-    let with_sluice_running = sluice::PROCESSES
-        .iter()
-        .all(|p| process::running(&layout.state, p).is_some());
-    if all_running(layout) && api_ready(layout) && (with_sluice_running || !args.with_sluice) {
+    let runs = |names: &[&str]| {
+        names
+            .iter()
+            .all(|p| process::running(&layout.state, p).is_some())
+    };
+    let extras_running = (runs(sluice::PROCESSES) || !args.with_sluice)
+        && (runs(&["kruise-rollout"]) || !args.with_kruise)
+        && (runs(&["argo-rollouts"]) || !args.with_argo);
+    if all_running(layout) && api_ready(layout) && extras_running {
         eprintln!(
             "xtask: the cluster already runs (`cargo xtask cluster down` stops it); KUBECONFIG={}",
             layout.kubeconfig().display()
@@ -436,6 +519,24 @@ fn up(layout: &Layout, args: &UpArgs) -> anyhow::Result<()> {
             .push(json!(layout.target.join("debug")));
         std::fs::write(layout.info(), serde_json::to_string_pretty(&info)?)?;
     }
+    if args.with_kruise {
+        let metrics = peers::kruise(layout, &kubectl)?;
+        eprintln!(
+            "xtask: OpenKruise Rollouts {} runs: metrics at http://{metrics}, webhooks by URL on 127.0.0.1 (log: {})",
+            tools::version(&layout.root, &tools::KRUISE_ROLLOUTS)?,
+            process::files(&layout.state, "kruise-rollout")
+                .log
+                .display()
+        );
+    }
+    if args.with_argo {
+        let metrics = peers::argo(layout, &kubectl)?;
+        eprintln!(
+            "xtask: Argo Rollouts {} runs: metrics at http://{metrics} (log: {})",
+            tools::version(&layout.root, &tools::ARGO_ROLLOUTS)?,
+            process::files(&layout.state, "argo-rollouts").log.display()
+        );
+    }
     eprintln!(
         "xtask: KUBECONFIG={}   (`eval \"$(cargo xtask cluster env)\"`; `cargo xtask cluster down` stops it)",
         layout.kubeconfig().display()
@@ -599,7 +700,11 @@ status:
 
 fn down(layout: &Layout) -> anyhow::Result<()> {
     let mut stopped = Vec::new();
-    for name in sluice::PROCESSES.iter().chain(PROCESSES.iter().rev()) {
+    for name in sluice::PROCESSES
+        .iter()
+        .chain(peers::PROCESSES)
+        .chain(PROCESSES.iter().rev())
+    {
         if process::stop(&layout.state, name, Duration::from_secs(10))? {
             stopped.push(*name);
         }
@@ -633,7 +738,7 @@ fn status(layout: &Layout) -> anyhow::Result<()> {
         println!("the cluster is down (`cargo xtask cluster up` starts it)");
         return Ok(());
     }
-    for name in sluice::PROCESSES {
+    for name in sluice::PROCESSES.iter().chain(peers::PROCESSES) {
         if let Some(pid) = process::running(&layout.state, name) {
             println!("{name:<24} running (pid {pid})");
         }

@@ -23,6 +23,8 @@ pub struct Program {
     pub package: &'static str,
     /// Whether Kubernetes' version variables are set in it (`/version`).
     pub kube_version: bool,
+    /// A variable of its own set to the release (`-X VAR=<version>`), if any.
+    pub version_var: Option<&'static str>,
 }
 
 /// A wrapper module and what is built from it.
@@ -46,21 +48,25 @@ pub const KUBERNETES: Module = Module {
             name: "etcd",
             package: "go.etcd.io/etcd/server/v3",
             kube_version: false,
+            version_var: None,
         },
         Program {
             name: "kube-apiserver",
             package: "k8s.io/kubernetes/cmd/kube-apiserver",
             kube_version: true,
+            version_var: None,
         },
         Program {
             name: "kube-controller-manager",
             package: "k8s.io/kubernetes/cmd/kube-controller-manager",
             kube_version: true,
+            version_var: None,
         },
         Program {
             name: "kube-scheduler",
             package: "k8s.io/kubernetes/cmd/kube-scheduler",
             kube_version: true,
+            version_var: None,
         },
     ],
 };
@@ -74,6 +80,33 @@ pub const KWOK: Module = Module {
         name: "kwok",
         package: "sigs.k8s.io/kwok/cmd/kwok",
         kube_version: false,
+        version_var: None,
+    }],
+};
+
+/// OpenKruise Rollouts: the engine of KubeVela's page, the oracle of fidelity.
+pub const KRUISE_ROLLOUTS: Module = Module {
+    dir: "xtask/peers/kruise-rollouts",
+    pins: "github.com/openkruise/rollouts",
+    cache: "kruise-rollouts",
+    programs: &[Program {
+        name: "kruise-rollout",
+        package: "github.com/openkruise/rollouts",
+        kube_version: false,
+        version_var: None,
+    }],
+};
+
+/// Argo Rollouts' controller.
+pub const ARGO_ROLLOUTS: Module = Module {
+    dir: "xtask/peers/argo-rollouts",
+    pins: "github.com/argoproj/argo-rollouts",
+    cache: "argo-rollouts",
+    programs: &[Program {
+        name: "rollouts-controller",
+        package: "github.com/argoproj/argo-rollouts/cmd/rollouts-controller",
+        kube_version: false,
+        version_var: Some("github.com/argoproj/argo-rollouts/utils/version.version"),
     }],
 };
 
@@ -263,7 +296,12 @@ pub fn cache_home() -> anyhow::Result<PathBuf> {
 /// program must be there), else the cache, built first when it is not complete
 /// for exactly this wrapper.
 pub fn ensure(root: &Path, module: &Module) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os(BIN_ENV).filter(|d| !d.is_empty()) {
+    // SLUICE_K8S_BIN stands for the control plane's programs, not the peers'.
+    let control_plane = [KUBERNETES.cache, KWOK.cache].contains(&module.cache);
+    if let Some(dir) = std::env::var_os(BIN_ENV)
+        .filter(|d| !d.is_empty())
+        .filter(|_| control_plane)
+    {
         let dir = PathBuf::from(dir);
         let missing: Vec<&str> = module
             .programs
@@ -363,6 +401,9 @@ fn minutes(d: Duration) -> String {
 /// that `/version` and `--version` say the release instead of `v0.0.0-master`.
 fn ldflags(program: &Program, version: &str) -> String {
     let mut flags = vec!["-s".to_owned(), "-w".to_owned()];
+    if let Some(var) = program.version_var {
+        flags.push(format!("-X {var}={version}"));
+    }
     if program.kube_version {
         let mut parts = version.trim_start_matches('v').split('.');
         let major = parts.next().unwrap_or_default();
