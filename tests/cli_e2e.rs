@@ -175,10 +175,13 @@ async fn a_five_step_release_operated_from_kubectl() {
         "{said}"
     );
 
-    // Nothing waits: approve is refused in Kruise's words, promote says why.
+    // Nothing waits (the canceled release's step keeps its StepPaused, as
+    // Kruise's does): approve and promote are refused and say why.
     let err = k.fails(&["approve", "echo"]).await;
     assert!(
-        err.contains("does not allow to approve, because current canary state is not 'StepPaused'"),
+        err.contains(
+            "does not allow to approve, because no release is in progress (phase 'Healthy')"
+        ),
         "{err}"
     );
     let err = k.fails(&["promote", "echo"]).await;

@@ -566,15 +566,16 @@ impl Cluster {
         .await;
     }
 
-    /// Waits until the Rollout is in `step`, paused.
+    /// Waits until a release runs and waits in `step`, paused. (The phase too: a
+    /// release rolled back keeps its step's state, as Kruise's does.)
     pub async fn until_paused_at(&self, name: &str, step: i32) {
         self.until_rollout(name, &format!("step {step} paused"), |r| {
-            r.status
-                .as_ref()
-                .and_then(|s| s.canary_status.as_ref())
-                .is_some_and(|c| {
-                    c.current_step_index == step && c.current_step_state == "StepPaused"
-                })
+            r.status.as_ref().is_some_and(|s| {
+                s.phase.as_deref() == Some("Progressing")
+                    && s.canary_status.as_ref().is_some_and(|c| {
+                        c.current_step_index == step && c.current_step_state == "StepPaused"
+                    })
+            })
         })
         .await;
     }
@@ -619,14 +620,18 @@ impl Cluster {
         .await;
     }
 
-    /// Waits until the Rollout is Healthy with its last release finished.
+    /// Waits until the Rollout is Healthy with its last release finished: no
+    /// `Progressing` condition still true. (Not the step's state: a release rolled
+    /// back keeps the state its step had, as Kruise's does.)
     pub async fn until_healthy(&self, name: &str) {
         self.until_rollout(name, "healthy", |r| {
             r.status.as_ref().is_some_and(|s| {
                 s.phase.as_deref() == Some("Healthy")
-                    && s.canary_status
-                        .as_ref()
-                        .is_some_and(|c| c.current_step_state == "Completed")
+                    && s.canary_status.is_some()
+                    && !s
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Progressing" && c.status == "True")
             })
         })
         .await;

@@ -252,8 +252,8 @@ pub struct RolloutCondition {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStatus {
-    /// The workload generation this status describes.
-    #[serde(default)]
+    /// The workload generation this status describes (left out when 0, as Kruise's).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub observed_workload_generation: i64,
     /// The rollout id seen.
     #[serde(
@@ -265,8 +265,8 @@ pub struct CanaryStatus {
     /// Hash of the rollout's plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_hash: Option<String>,
-    /// `pod-template-hash` of the stable pods.
-    #[serde(default)]
+    /// `pod-template-hash` of the stable pods (left out when unknown, as Kruise's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stable_revision: String,
     /// Hash of the released template.
     #[serde(default)]
@@ -295,8 +295,13 @@ pub struct CanaryStatus {
     /// When the step state last moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_time: Option<Time>,
-    /// Where finalisation is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where finalisation is: written `""` when it is nowhere, as Kruise's
+    /// status always has the field.
+    #[serde(
+        default,
+        serialize_with = "empty_when_none",
+        deserialize_with = "none_when_empty"
+    )]
     pub finalising_step: Option<String>,
 }
 
@@ -445,4 +450,18 @@ fn header_filter_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 fn without_default(schema: &mut schemars::Schema) {
     schema.remove("default");
+}
+
+fn empty_when_none<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_deref().unwrap_or(""))
+}
+
+fn none_when_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v: Option<String> = Option::deserialize(d)?;
+    Ok(v.filter(|s| !s.is_empty()))
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }

@@ -118,21 +118,14 @@ fn canary_service(
         }
     }
     spec["selector"][w.kind.revision_label()] = json!(revision);
-    let mut annotations = stable
-        .pointer("/metadata/annotations")
-        .cloned()
-        .unwrap_or(json!({}));
-    if let Some(a) = annotations.as_object_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
+    // As Kruise: the stable Service's spec only, none of its labels or
+    // annotations (a tool selecting Services by label sees one, not two).
     json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
             "name": routing.canary_service,
             "namespace": o.namespace(),
-            "labels": stable.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
-            "annotations": annotations,
             "ownerReferences": [owner(&o.rollout)],
         },
         "spec": spec,

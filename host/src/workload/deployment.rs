@@ -77,8 +77,9 @@ fn canary_object(o: &Observed, w: &WorkloadView, replicas: u32) -> Value {
             spec["template"]["metadata"]["annotations"][k] = json!(v);
         }
     }
-    let mut labels = w.labels.clone();
-    labels.insert(CANARY_LABEL.into(), w.name.clone());
+    // As Kruise: the canary carries its own label alone, none of the stable
+    // Deployment's (which select it for other tools and Rollouts).
+    let labels = json!({CANARY_LABEL: w.name});
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -234,10 +235,11 @@ pub(super) fn base_view(kind: super::Kind, d: &Value, snapshot: &Snapshot) -> Wo
             .and_then(Value::as_i64)
             .unwrap_or(0)
     };
-    let rolled_out = d
+    let status_observed = d
         .pointer("/status/observedGeneration")
         .and_then(Value::as_i64)
-        == Some(generation)
+        == Some(generation);
+    let rolled_out = status_observed
         && status("updatedReplicas") == want
         && status("replicas") == want
         && status("availableReplicas") == want;
@@ -254,6 +256,7 @@ pub(super) fn base_view(kind: super::Kind, d: &Value, snapshot: &Snapshot) -> Wo
         stable_template: None,
         update_revision: None,
         rolled_out,
+        status_observed,
         counts: ReplicaCounts {
             desired: replicas,
             ready: count(d, "/status/readyReplicas"),

@@ -729,6 +729,18 @@ impl Workload for PartitionDeployment {
         }
     }
 
+    /// Kruise's advanced Deployment knows its revisions only from what a release
+    /// puts on it (the stable-revision label): none before the first.
+    fn first_status_revisions(&self, _o: &Observed, w: &WorkloadView) -> (String, String) {
+        (
+            w.labels
+                .get(STABLE_REVISION_LABEL)
+                .cloned()
+                .unwrap_or_default(),
+            String::new(),
+        )
+    }
+
     fn workload_type(&self) -> &'static str {
         "deployment"
     }

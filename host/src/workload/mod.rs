@@ -176,11 +176,13 @@ pub trait Workload: Send + Sync + 'static {
     fn release_control(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> StepOutcome;
     /// Writes once every step of `ending` is done.
     fn after_ending(&self, o: &Observed, w: &WorkloadView, ending: Ending) -> Vec<Write>;
-    /// The stable revision once a release succeeded.
-    fn promoted_revision(&self, w: &WorkloadView, canary_pod_template_hash: &str) -> String {
-        w.update_revision
-            .clone()
-            .unwrap_or_else(|| canary_pod_template_hash.to_owned())
+    /// The stable revision and the pods' template hash as Kruise's status records
+    /// them for a workload no release has run on yet.
+    fn first_status_revisions(&self, o: &Observed, w: &WorkloadView) -> (String, String) {
+        (
+            w.stable_revision.clone(),
+            self.canary_revision(o, w).unwrap_or_default(),
+        )
     }
 
     /// Its `rollouts.kruise.io/workload-type` label, which Kruise's webhooks select
@@ -261,6 +263,9 @@ pub struct WorkloadView {
     pub update_revision: Option<String>,
     /// The workload's own rollout of its current template is complete.
     pub rolled_out: bool,
+    /// Its controller has seen its current generation (`status.observedGeneration`):
+    /// what its status says describes its spec.
+    pub status_observed: bool,
     /// Counts over all its pods.
     pub counts: ReplicaCounts,
     /// Counts over the pods of the current template (partition workloads).

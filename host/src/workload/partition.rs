@@ -191,6 +191,7 @@ impl Workload for Partitioned {
             rolled_out: observed_generation == generation
                 && updated == replicas
                 && ready == replicas,
+            status_observed: observed_generation == generation,
             counts: ReplicaCounts {
                 desired: replicas,
                 ready,

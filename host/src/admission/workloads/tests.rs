@@ -406,6 +406,22 @@ fn kruise_cloneset_and_statefulset_cases() {
         held.pointer("/spec/updateStrategy/rollingUpdate/partition"),
         Some(&json!(32767))
     );
+    // A new template mid-release (a continuous release at partition 3) is held
+    // again in the same request, as Kruise's webhook does: left at 3, the
+    // StatefulSet controller would update ordinals 3 and up to it at once.
+    let mid = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 3}});
+    let held = mutate(
+        sts,
+        &in_progress(statefulset("echoserver:v2", mid.clone()), HELD),
+        &in_progress(statefulset("echoserver:v3", mid), HELD),
+        std::slice::from_ref(&matched),
+        &[],
+    )
+    .expect("statefulSet image v2->v3 mid-release, held again");
+    assert_eq!(
+        held.pointer("/spec/updateStrategy/rollingUpdate/partition"),
+        Some(&json!(32767))
+    );
     // No update strategy written: the partition is made.
     let held = mutate(
         sts,

@@ -45,9 +45,28 @@ fn paused(r: &Rollout) -> bool {
     r.spec.strategy.paused
 }
 
+fn phase(r: &Rollout) -> &str {
+    r.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+/// A release waits at a paused step. (A release rolled back keeps the step's
+/// state it had, as Kruise's does: `StepPaused` alone does not say a release runs.)
+fn waiting(r: &Rollout) -> bool {
+    step_state(r) == "StepPaused" && phase(r) == "Progressing"
+}
+
 /// Kruise's approval (`kubectl-kruise rollout approve`): the paused step becomes
 /// ready. Refused, in Kruise's words, when the step is not paused.
 pub fn approve(r: &Rollout) -> Result<Request, String> {
+    if step_state(r) == "StepPaused" && !waiting(r) {
+        return Err(format!(
+            "does not allow to approve, because no release is in progress (phase '{}')",
+            phase(r)
+        ));
+    }
     if step_state(r) != "StepPaused" {
         return Err(format!(
             "does not allow to approve, because current canary state is not 'StepPaused' (it is '{}')",
@@ -90,7 +109,7 @@ pub fn resume(r: &Rollout) -> Vec<Request> {
     if paused(r) {
         out.push(set_paused(false));
     }
-    if step_state(r) == "StepPaused" {
+    if waiting(r) {
         out.push(approval(r));
     }
     out
@@ -107,15 +126,17 @@ pub fn pause(r: &Rollout) -> Result<Request, String> {
 /// Argo's promote: past the step the release waits at (a manual or a timed
 /// pause), unpausing the Rollout if needed. Refused when nothing waits.
 pub fn promote(r: &Rollout) -> Result<Vec<Request>, String> {
-    if step_state(r) != "StepPaused" && !paused(r) {
+    if !waiting(r) && !paused(r) {
         let state = step_state(r);
-        return Err(if state.is_empty() || state == "Completed" {
-            "nothing to promote: no release is waiting (see `status`)".to_owned()
-        } else {
-            format!(
-                "nothing to promote: the current step is in {state}, not waiting at a pause; it moves on by itself"
-            )
-        });
+        return Err(
+            if state.is_empty() || state == "Completed" || phase(r) != "Progressing" {
+                "nothing to promote: no release is waiting (see `status`)".to_owned()
+            } else {
+                format!(
+                    "nothing to promote: the current step is in {state}, not waiting at a pause; it moves on by itself"
+                )
+            },
+        );
     }
     Ok(resume(r))
 }

@@ -252,6 +252,10 @@ pub enum Stage {
     Aborted,
     /// Steps run: the strategy decides.
     Rolling,
+    /// A release runs, and the workload's controller has not yet seen its spec:
+    /// its revisions are those of the spec before (a template changed back would
+    /// read as yet another one). Nothing is decided until it has, as Kruise waits.
+    CatchingUp,
 }
 
 impl Stage {
@@ -321,6 +325,7 @@ pub fn stage(o: &Observed) -> Stage {
         } else {
             Ending::Cancel
         }),
+        Some(_) if w.kind.style() == Style::Partition && !w.status_observed => Stage::CatchingUp,
         Some(r) => {
             if rolled_back(o, w) {
                 Stage::Rollback
@@ -463,11 +468,15 @@ pub fn plan(o: &Observed, stage: Stage, decided: Option<&Decided>) -> Plan {
                     }
                 }
                 Stage::Rolling => rolling::rolling(o, &mut p, decided),
+                Stage::CatchingUp => p.requeue = Some(Duration::from_millis(500)),
                 Stage::Deleting | Stage::Invalid(_) | Stage::Disabled => {
                     unreachable!("handled above")
                 }
             }
         }
+    }
+    if !being_deleted {
+        follow_workload(o, &mut p);
     }
     // Kruise's webhooks select the workloads Rollouts release by this label.
     if let Some(w) = &o.workload
@@ -584,13 +593,16 @@ fn disabled(o: &Observed, p: &mut Plan) {
     if let Some(w) = &o.workload {
         p.writes.extend(w.kind.release(o, w));
     }
-    if o.rollout
+    // As Kruise: the finalizer stays on a disabled Rollout (and is put on one
+    // created disabled); deleting it is answered as any deletion.
+    if !o
+        .rollout
         .metadata
         .finalizers
         .as_ref()
         .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
     {
-        p.writes.push(finalizer(o, false));
+        p.writes.push(finalizer(o, true));
     }
 }
 
@@ -619,11 +631,21 @@ fn idle(o: &Observed, p: &mut Plan) {
         _ => {}
     }
     p.status.phase = Some(phase::HEALTHY.into());
-    if p.status.canary_status.is_none() {
+    // As Kruise: nothing is recorded of a workload whose status does not yet
+    // describe its spec (a StatefulSet's revisions come with its status).
+    if p.status.canary_status.is_none() && !w.status_observed {
+        p.requeue = Some(Duration::from_secs(1));
+    } else if p.status.canary_status.is_none() {
         let steps = written_steps(o).len();
+        let (stable_revision, pod_template_hash) = w.kind.first_status_revisions(o, w);
+        // As Kruise: the first deployment's status reads as a completed release,
+        // with its id and the plan's hash, so a tool can tell it is done.
         p.status.canary_status = Some(CanaryStatus {
             observed_workload_generation: w.generation,
-            stable_revision: w.stable_revision.clone(),
+            observed_rollout_id: Some(rollout_id(o, w)),
+            rollout_hash: crate::kruise::hash::plan_hash(&o.rollout),
+            stable_revision,
+            pod_template_hash,
             canary_revision: w.template_hash(),
             current_step_index: i32::try_from(steps).unwrap_or(i32::MAX),
             current_step_state: StepState::Completed.as_str().into(),
@@ -632,9 +654,6 @@ fn idle(o: &Observed, p: &mut Plan) {
             ..CanaryStatus::default()
         });
         p.status.message = Some(message::DEPLOYMENT_COMPLETED.into());
-    } else if let Some(c) = p.status.canary_status.as_mut() {
-        c.observed_workload_generation = w.generation;
-        c.stable_revision = w.stable_revision.clone();
     }
     // Nothing holds the workload between releases: the admission webhook holds it
     // when its template changes. One it held without a new template (a new
@@ -719,10 +738,33 @@ pub(crate) fn rfc3339(ms: u64) -> String {
         .unwrap_or_default()
 }
 
+/// The release's id as Kruise records it: the Rollout's `spec.rolloutID`, else
+/// the workload's `rollouts.kruise.io/rollout-id` label, else its canary revision.
+fn rollout_id(o: &Observed, w: &WorkloadView) -> String {
+    o.rollout
+        .spec
+        .rollout_id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| batch::rollout_id(w))
+}
+
+/// As Kruise at every reconcile: while the status describes the workload's
+/// template, it follows the workload's generation and release id.
+fn follow_workload(o: &Observed, p: &mut Plan) {
+    let (Some(c), Some(w)) = (p.status.canary_status.as_mut(), &o.workload) else {
+        return;
+    };
+    if !c.canary_revision.is_empty() && c.canary_revision == w.template_hash() {
+        c.observed_workload_generation = w.generation;
+        c.observed_rollout_id = Some(rollout_id(o, w));
+    }
+}
+
 fn fresh_canary_status(o: &Observed, w: &WorkloadView) -> CanaryStatus {
     CanaryStatus {
         observed_workload_generation: w.generation,
-        observed_rollout_id: o.rollout.spec.rollout_id.clone(),
+        observed_rollout_id: Some(rollout_id(o, w)),
         rollout_hash: crate::kruise::hash::plan_hash(&o.rollout),
         stable_revision: w.stable_revision.clone(),
         canary_revision: w.template_hash(),
@@ -778,6 +820,12 @@ fn begin_ending(o: &Observed, p: &mut Plan, ending: Ending) {
         if let Some(c) = p.status.canary_status.as_mut() {
             c.finalising_step = None;
             c.last_update_time = Some(status::time(o.now));
+            // As Kruise: a rollback's status describes the template rolled back to.
+            if ending == Ending::Cancel
+                && let Some(w) = &o.workload
+            {
+                c.canary_revision = w.template_hash();
+            }
         }
     }
     status::set_condition(&mut p.status, condition::PROGRESSING, true, r, &msg, o.now);
@@ -834,13 +882,13 @@ fn finalise(o: &Observed, p: &mut Plan, ending: Ending) {
         ));
     }
     if let (Some(c), Some(w)) = (p.status.canary_status.as_mut(), &o.workload) {
-        c.current_step_state = StepState::Completed.as_str().into();
-        c.observed_workload_generation = w.generation;
-        c.canary_replicas = 0;
-        c.canary_ready_replicas = 0;
-        if succeeded {
-            c.stable_revision = w.kind.promoted_revision(w, &c.pod_template_hash);
+        // As Kruise: the counts and the stable revision stay as the release left
+        // them, until the next release starts afresh; a rollback leaves the step's
+        // state where the release was.
+        if ending != Ending::Cancel {
+            c.current_step_state = StepState::Completed.as_str().into();
         }
+        c.observed_workload_generation = w.generation;
     }
 }
 

@@ -348,9 +348,16 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
     let wanted = &decision.target.traffic;
     let wants_traffic =
         routing.is_some() && (wanted.weight.is_some() || !wanted.matches.is_empty());
+    // As Kruise: a step without traffic finalises the traffic routing before it
+    // goes on (the stable Service selects every pod again, the canary route goes,
+    // then the canary Service).
     let route_matches = match routing {
         Some(r) if wants_traffic => r.router.is(&o.traffic, r, wanted),
-        Some(r) => !r.router.present(&o.traffic, r),
+        Some(r) => {
+            !r.router.present(&o.traffic, r)
+                && !services::pinned(o, w)
+                && services::delete_canary(o, r).is_empty()
+        }
         None => true,
     };
     let grace = routing.map_or(0, |r| r.grace_ms());
@@ -377,9 +384,11 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
     p.writes.extend(w.kind.scale_canary(o, w, size));
     if let Some(r) = routing {
         let canary_revision = w.kind.canary_revision(o, w);
-        // The stable Service keeps to the stable pods from the first step on, so canary
-        // pods get no traffic but what the canary route gives them.
-        p.writes.extend(services::pin_stable(o, r, w));
+        // The stable Service keeps to the stable pods while a step routes traffic,
+        // so canary pods get no traffic but what the canary route gives them.
+        if wants_traffic {
+            p.writes.extend(services::pin_stable(o, r, w));
+        }
         let routing_now = matches!(
             next.state,
             StepState::StepTrafficRouting
@@ -395,10 +404,22 @@ pub(super) fn rolling(o: &Observed, p: &mut Plan, decided: Option<&Decided>) {
                     next.last_update_time = o.now;
                 }
             }
-        } else if !wants_traffic && r.router.present(&o.traffic, r) {
-            // A step without traffic: take the previous step's canary route down first.
-            p.writes.extend(r.router.remove(o, r));
-            next.last_update_time = o.now;
+        } else if !wants_traffic {
+            // A step without traffic, in Kruise's order, each change given the
+            // grace period before the next: the stable Service selects every pod
+            // again, the previous step's canary route goes, then the canary Service.
+            let graced = o.now >= progress.last_update_time.saturating_add(grace);
+            if services::pinned(o, w) {
+                p.writes.extend(services::unpin_stable(o, r, w));
+                next.last_update_time = o.now;
+            } else if r.router.present(&o.traffic, r) {
+                if graced {
+                    p.writes.extend(r.router.remove(o, r));
+                    next.last_update_time = o.now;
+                }
+            } else if graced {
+                p.writes.extend(services::delete_canary(o, r));
+            }
         }
         if next.state == StepState::StepTrafficRouting {
             p.requeue = Some(Duration::from_millis(grace.max(500)));
@@ -476,12 +497,30 @@ fn record(
     } else {
         reason::IN_ROLLING
     };
+    // As Kruise: the step's words go to `status.message`; the condition keeps
+    // the words it was given when its reason last changed ("Rollout is in
+    // Progressing", or the pause's words after a resume).
+    let condition_message = if reason_now == reason::PAUSED {
+        status::message::PAUSED.to_owned()
+    } else {
+        p.status
+            .conditions
+            .iter()
+            .find(|c| {
+                c.type_ == condition::PROGRESSING
+                    && (c.reason == reason::IN_ROLLING || c.reason == reason::PAUSED)
+            })
+            .map_or_else(
+                || status::message::PROGRESSING.to_owned(),
+                |c| c.message.clone(),
+            )
+    };
     status::set_condition(
         &mut p.status,
         condition::PROGRESSING,
         true,
         reason_now,
-        &decision.message,
+        &condition_message,
         o.now,
     );
     p.status.phase = Some(phase::PROGRESSING.into());

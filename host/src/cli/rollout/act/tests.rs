@@ -108,6 +108,21 @@ fn approve_resume_pause_promote() {
     }
 }
 
+#[test]
+fn a_rolled_back_release_keeps_step_paused_and_nothing_is_approved() {
+    // As Kruise: a rollback leaves the step's state; the phase says no release runs.
+    let mut r = rollout("StepPaused", false);
+    r.status.as_mut().expect("status").phase = Some("Healthy".into());
+    let err = approve(&r).expect_err("nothing to approve");
+    assert!(
+        err.contains("no release is in progress (phase 'Healthy')"),
+        "{err}"
+    );
+    assert_eq!(resume(&r), vec![]);
+    let err = promote(&r).expect_err("nothing to promote");
+    assert!(err.contains("nothing to promote"), "{err}");
+}
+
 fn workload() -> Value {
     json!({
         "metadata": {"name": "echo", "resourceVersion": "7", "annotations": {REVISION: "3"}},
