@@ -11,6 +11,7 @@
 mod cluster;
 mod oracle;
 mod real_suite;
+mod scale;
 
 use std::process::{Command, ExitCode, Stdio};
 
@@ -89,6 +90,10 @@ enum Task {
     /// local control plane, and the states after each action are compared. Exit 0
     /// when every difference is listed as kept (tests/fixtures/oracle/kept.yaml).
     Oracle(oracle::OracleArgs),
+    /// Sluice, OpenKruise Rollouts and Argo Rollouts side by side at N Rollouts
+    /// each (memory, CPU, API requests, reaction times), each on a fresh local
+    /// control plane; results in target/scale/results.jsonl.
+    Scale(scale::ScaleArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
         } => test(args, no_real_cluster, real_cluster_only),
         Task::Cluster(command) => cluster::run(command).map(|()| ExitCode::SUCCESS),
         Task::Oracle(args) => oracle::run(args),
+        Task::Scale(args) => scale::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

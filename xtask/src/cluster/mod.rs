@@ -61,6 +61,10 @@ pub struct UpArgs {
     /// Also install Argo Rollouts v1.9.2 from its module's manifests and run it.
     #[arg(long)]
     pub with_argo: bool,
+    /// Run Sluice built with `--release` (as shipped) instead of the debug build
+    /// the tests use.
+    #[arg(long, requires = "with_sluice")]
+    pub release: bool,
 }
 
 /// The processes of the control plane, in the order they start (`down` stops
@@ -170,6 +174,7 @@ pub fn fresh_up() -> anyhow::Result<()> {
             with_sluice: false,
             with_kruise: false,
             with_argo: false,
+            release: false,
         },
     );
     if result.is_err() {
@@ -180,7 +185,7 @@ pub fn fresh_up() -> anyhow::Result<()> {
 
 /// A fresh control plane with one engine on it (`kruise` or `sluice`), for the
 /// oracle; the admin kubeconfig's path.
-pub fn engine_up(engine: &str, nodes: u32) -> anyhow::Result<PathBuf> {
+pub fn engine_up(engine: &str, nodes: u32, release: bool) -> anyhow::Result<PathBuf> {
     let layout = Layout::new()?;
     down(&layout)?;
     let result = up(
@@ -190,6 +195,7 @@ pub fn engine_up(engine: &str, nodes: u32) -> anyhow::Result<PathBuf> {
             with_sluice: engine == "sluice",
             with_kruise: engine == "kruise",
             with_argo: engine == "argo",
+            release,
         },
     );
     if result.is_err() {
@@ -227,6 +233,12 @@ pub fn admin_access() -> anyhow::Result<AdminAccess> {
 /// `kruise-rollout`, `argo-rollouts`, `kube-apiserver`, …), if it runs.
 pub fn pid_of(name: &str) -> Option<u32> {
     process::running(&Layout::new().ok()?.state, name)
+}
+
+/// Stops one of the cluster's processes (the measures of `scale` leave out
+/// Sluice's traffic gateway, which the peers have no counterpart of).
+pub fn stop_process(name: &str) -> anyhow::Result<bool> {
+    process::stop(&Layout::new()?.state, name, Duration::from_secs(10))
 }
 
 /// The API server's audit log.
@@ -497,7 +509,7 @@ fn up(layout: &Layout, args: &UpArgs) -> anyhow::Result<()> {
     );
     let mut info = info;
     if args.with_sluice {
-        let sluice = sluice::up(layout, &kubectl, &server)?;
+        let sluice = sluice::up(layout, &kubectl, &server, args.release)?;
         eprintln!(
             "xtask: Sluice is installed (deploy/crds, deploy/controller.yaml's ServiceAccount and RBAC):\n\
              xtask:   sluice controller  as sluice-system/sluice-controller, probes and metrics at http://{}, webhooks by URL on 127.0.0.1 (log: {})\n\

@@ -387,7 +387,7 @@ fn run_engine(
     scenarios: &BTreeMap<String, Scenario>,
 ) -> anyhow::Result<()> {
     eprintln!("xtask: oracle: {engine} on a fresh control plane …");
-    let kubeconfig = cluster::engine_up(engine, 3)?;
+    let kubeconfig = cluster::engine_up(engine, 3, false)?;
     let result = (|| -> anyhow::Result<()> {
         let store = watch::Store::default();
         let _watches = watch::start(kubeconfig.clone(), &store, watch::RESOURCES)?;

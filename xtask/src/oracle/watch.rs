@@ -74,6 +74,26 @@ impl Store {
             .count()
     }
 
+    /// Whether the object `namespace/name` of `resource` satisfies `test`.
+    pub fn is(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        test: impl Fn(&Value) -> bool,
+    ) -> bool {
+        self.0
+            .lock()
+            .expect("store lock")
+            .objects
+            .get(&(
+                resource.to_string(),
+                namespace.to_string(),
+                name.to_string(),
+            ))
+            .is_some_and(test)
+    }
+
     fn event(&self, resource: &str, event: &Value) {
         let object = &event["object"];
         let ns = object["metadata"]["namespace"]
