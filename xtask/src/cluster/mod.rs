@@ -152,6 +152,18 @@ pub fn build(peers: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The documents of a YAML stream (`---`-separated) whose `kind` passes `keep`.
+fn documents(yaml: &str, keep: impl Fn(&str) -> bool) -> String {
+    yaml.split("\n---")
+        .filter(|doc| {
+            doc.lines()
+                .find_map(|l| l.strip_prefix("kind:"))
+                .is_some_and(|k| keep(k.trim()))
+        })
+        .collect::<Vec<_>>()
+        .join("\n---")
+}
+
 /// A fresh control plane for the tests, without Sluice (they run their own);
 /// stopped again if it cannot be had whole.
 pub fn fresh_up() -> anyhow::Result<()> {
@@ -929,5 +941,19 @@ impl Kubectl {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn documents_are_kept_by_kind() {
+        let yaml = "kind: Namespace\nmetadata: {name: a}\n---\nkind: Deployment\nmetadata: {name: b}\n---\nkind: Role\nmetadata: {name: c}\n";
+        let kept = super::documents(yaml, |k| k != "Deployment");
+        assert!(
+            kept.contains("name: a") && kept.contains("name: c"),
+            "{kept}"
+        );
+        assert!(!kept.contains("Deployment"), "{kept}");
     }
 }

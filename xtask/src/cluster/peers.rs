@@ -11,18 +11,6 @@ use super::{Kubectl, Layout, free_port, http_ok, process, tools, wait_for};
 /// The processes the peers run as.
 pub const PROCESSES: &[&str] = &["kruise-rollout", "argo-rollouts"];
 
-/// The documents of a YAML stream whose `kind` is not one of `leave_out`.
-fn without_kinds(yaml: &str, leave_out: &[&str]) -> String {
-    yaml.split("\n---")
-        .filter(|doc| {
-            !doc.lines()
-                .find_map(|l| l.strip_prefix("kind:"))
-                .is_some_and(|k| leave_out.contains(&k.trim()))
-        })
-        .collect::<Vec<_>>()
-        .join("\n---")
-}
-
 /// Installs OpenKruise Rollouts from its module's `config/default` (rendered by
 /// kubectl's kustomize: its CRDs with their conversion webhooks, RBAC and webhook
 /// configurations; not its Deployment or Services) and starts it with its
@@ -36,10 +24,9 @@ pub fn kruise(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<String> {
         "kustomize",
         &module.join("config/default").display().to_string(),
     ])?;
-    kubectl.apply(&without_kinds(
-        &rendered,
-        &["Deployment", "Service", "Secret"],
-    ))?;
+    kubectl.apply(&super::documents(&rendered, |kind| {
+        !["Deployment", "Service", "Secret"].contains(&kind)
+    }))?;
     kubectl.run(&[
         "wait",
         "--for=condition=Established",

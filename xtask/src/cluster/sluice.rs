@@ -21,19 +21,6 @@ pub struct Started {
     pub metrics: String,
 }
 
-/// The documents of `deploy/controller.yaml` of these kinds.
-fn documents_of(manifest: &str, kinds: &[&str]) -> String {
-    manifest
-        .split("\n---")
-        .filter(|doc| {
-            doc.lines()
-                .find_map(|l| l.strip_prefix("kind:"))
-                .is_some_and(|k| kinds.contains(&k.trim()))
-        })
-        .collect::<Vec<_>>()
-        .join("\n---")
-}
-
 /// Builds `sluice` (debug, as the tests do; release, as shipped, with `release`)
 /// and says where it is.
 fn build(layout: &Layout, release: bool) -> anyhow::Result<PathBuf> {
@@ -91,17 +78,17 @@ pub fn up(
         .context("reading deploy/controller.yaml")?;
     // Not the Deployment, its Service or its ConfigMap: the controller runs as a
     // process here, where KWOK pods would run nothing.
-    kubectl.apply(&documents_of(
-        &manifest,
-        &[
+    kubectl.apply(&super::documents(&manifest, |kind| {
+        [
             "Namespace",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
             "Role",
             "RoleBinding",
-        ],
-    ))?;
+        ]
+        .contains(&kind)
+    }))?;
     let token = kubectl.run(&[
         "create",
         "token",
