@@ -105,7 +105,8 @@ impl<W: Write> Demo<'_, W> {
         self.say("")?;
         self.say("[2] Canary release (publishVersion v2): the Deployment's image becomes barnett/canarydemo:v2")?;
         self.apply(V2).await?;
-        self.wait_rollout("waiting in step 1", waiting).await?;
+        self.wait_rollout("waiting in step 1", crate::cli::rollout::act::waiting)
+            .await?;
         self.status_line().await?;
         self.pods_line()?;
         self.measure().await?;
@@ -127,7 +128,8 @@ impl<W: Write> Demo<'_, W> {
         self.say("[4] Release v2 again, and approve: `vela workflow resume canary-demo` (like `kubectl-kruise rollout")?;
         self.say("    approve`) patches status.canaryStatus.currentStepState to StepReady")?;
         self.apply(V2).await?;
-        self.wait_rollout("waiting in step 1", waiting).await?;
+        self.wait_rollout("waiting in step 1", crate::cli::rollout::act::waiting)
+            .await?;
         self.status_line().await?;
         self.pause_for_person("approve")?;
         self.approve().await?;
@@ -410,12 +412,6 @@ fn message(r: &Rollout) -> String {
         .as_ref()
         .and_then(|s| s.message.clone())
         .unwrap_or_default()
-}
-
-/// A release waits at a paused step (a rolled-back one keeps its step's
-/// `StepPaused`, as Kruise's does: the phase says whether a release runs).
-fn waiting(r: &Rollout) -> bool {
-    phase(r) == "Progressing" && step_state(r) == "StepPaused"
 }
 
 fn step_state(r: &Rollout) -> String {

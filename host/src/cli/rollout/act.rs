@@ -54,7 +54,7 @@ fn phase(r: &Rollout) -> &str {
 
 /// A release waits at a paused step. (A release rolled back keeps the step's
 /// state it had, as Kruise's does: `StepPaused` alone does not say a release runs.)
-fn waiting(r: &Rollout) -> bool {
+pub fn waiting(r: &Rollout) -> bool {
     step_state(r) == "StepPaused" && phase(r) == "Progressing"
 }
 
