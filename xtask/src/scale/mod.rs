@@ -173,7 +173,7 @@ fn paused_at_step_1(engine: &str, rollout: &Value) -> bool {
 }
 
 /// A process's CPU seconds (user + system) and peak RSS in MiB, from /proc.
-fn usage(pid: u32) -> anyhow::Result<(f64, f64)> {
+fn usage(pid: u32, ticks_per_s: f64) -> anyhow::Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The fields after the command (which may hold spaces) start after its ')'.
     let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
@@ -192,9 +192,10 @@ fn usage(pid: u32) -> anyhow::Result<(f64, f64)> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
-    Ok((ticks / clock_ticks(), hwm_kib / 1024.0))
+    Ok((ticks / ticks_per_s, hwm_kib / 1024.0))
 }
 
+/// The kernel's clock ticks per second (the unit of /proc/PID/stat's times).
 fn clock_ticks() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
@@ -354,7 +355,7 @@ fn now_rfc3339() -> String {
 }
 
 /// One engine at one size.
-fn measure(engine: &str, n: usize, idle: Duration, root: &Path) -> anyhow::Result<Value> {
+fn measure(engine: &str, n: usize, idle: Duration, ticks_per_s: f64) -> anyhow::Result<Value> {
     eprintln!("xtask: scale: {engine}, {n} Rollouts: a fresh control plane …");
     let nodes = u32::try_from(n.div_ceil(1500).max(3)).unwrap_or(3);
     // Sluice as shipped: a release build, as the peers' are optimised Go.
@@ -393,44 +394,37 @@ fn measure(engine: &str, n: usize, idle: Duration, root: &Path) -> anyhow::Resul
     let pid = cluster::pid_of(process_name(engine)).context("the engine's process is gone")?;
 
     // Idle.
-    let (cpu0, _) = usage(pid)?;
+    let (cpu0, _) = usage(pid, ticks_per_s)?;
     std::thread::sleep(idle);
-    let (cpu1, _) = usage(pid)?;
+    let (cpu1, _) = usage(pid, ticks_per_s)?;
     let cpu_idle_per_min = (cpu1 - cpu0) / idle.as_secs_f64() * 60.0;
 
     // The wave: every template changed at once, then every Rollout approved.
     let wave_from = now_rfc3339();
-    let (cpu_w0, _) = usage(pid)?;
+    let (cpu_w0, _) = usage(pid, ticks_per_s)?;
     let wave_started = Instant::now();
     let image =
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"main","image":"demo:v2"}]}}}}"#;
-    let (urls, kind): (Vec<String>, &str) = if engine == "argo" {
-        (
-            (0..n)
-                .map(|i| {
-                    format!(
-                        "{}/apis/argoproj.io/v1alpha1/namespaces/{}/rollouts/r{i}",
-                        access.server,
-                        namespace(i)
-                    )
-                })
-                .collect(),
-            "application/merge-patch+json",
-        )
+    // What each engine releases: Argo's Rollout holds the template, the others'
+    // Deployment does.
+    let (path, kind) = if engine == "argo" {
+        ("apis/argoproj.io/v1alpha1", "application/merge-patch+json")
     } else {
-        (
-            (0..n)
-                .map(|i| {
-                    format!(
-                        "{}/apis/apps/v1/namespaces/{}/deployments/r{i}",
-                        access.server,
-                        namespace(i)
-                    )
-                })
-                .collect(),
-            "application/strategic-merge-patch+json",
+        ("apis/apps/v1", "application/strategic-merge-patch+json")
+    };
+    let workloads = if engine == "argo" {
+        "rollouts"
+    } else {
+        "deployments"
+    };
+    let url = |api: &str, plural: &str, i: usize, tail: &str| {
+        format!(
+            "{}/{api}/namespaces/{}/{plural}/r{i}{tail}",
+            access.server,
+            namespace(i)
         )
     };
+    let urls: Vec<String> = (0..n).map(|i| url(path, workloads, i, "")).collect();
     patch_all(&access, &urls, kind, image)?;
     let keys: Vec<String> = (0..n).map(|i| format!("{}/r{i}", namespace(i))).collect();
     let reached = |prefix: &str| {
@@ -451,36 +445,22 @@ fn measure(engine: &str, n: usize, idle: Duration, root: &Path) -> anyhow::Resul
             })
         })
         .collect();
-    let (approve_urls, approve_body) = if engine == "argo" {
+    let (api, approve_body) = if engine == "argo" {
+        // What `kubectl argo rollouts promote` sends for a pause step.
         (
-            waiting
-                .iter()
-                .map(|&i| {
-                    format!(
-                        "{}/apis/argoproj.io/v1alpha1/namespaces/{}/rollouts/r{i}/status",
-                        access.server,
-                        namespace(i)
-                    )
-                })
-                .collect::<Vec<_>>(),
-            // What `kubectl argo rollouts promote` sends for a pause step.
+            "apis/argoproj.io/v1alpha1",
             r#"{"status":{"pauseConditions":null}}"#,
         )
     } else {
         (
-            waiting
-                .iter()
-                .map(|&i| {
-                    format!(
-                        "{}/apis/rollouts.kruise.io/v1alpha1/namespaces/{}/rollouts/r{i}/status",
-                        access.server,
-                        namespace(i)
-                    )
-                })
-                .collect::<Vec<_>>(),
+            "apis/rollouts.kruise.io/v1alpha1",
             r#"{"status":{"canaryStatus":{"currentStepState":"StepReady"}}}"#,
         )
     };
+    let approve_urls: Vec<String> = waiting
+        .iter()
+        .map(|&i| url(api, "rollouts", i, "/status"))
+        .collect();
     patch_all(
         &access,
         &approve_urls,
@@ -492,7 +472,7 @@ fn measure(engine: &str, n: usize, idle: Duration, root: &Path) -> anyhow::Resul
         (store.count(rollouts, healthy), n)
     });
     let wave_s = wave_started.elapsed().as_secs_f64();
-    let (cpu_w1, rss_peak) = usage(pid)?;
+    let (cpu_w1, rss_peak) = usage(pid, ticks_per_s)?;
     let wave_to = now_rfc3339();
 
     let mut react: Vec<f64> = Vec::new();
@@ -536,7 +516,6 @@ fn measure(engine: &str, n: usize, idle: Duration, root: &Path) -> anyhow::Resul
         "nodes": nodes,
         "cores": std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0),
     });
-    let _ = root;
     Ok(result)
 }
 
@@ -549,12 +528,18 @@ pub fn run(args: ScaleArgs) -> anyhow::Result<()> {
         }
     }
     cluster::build(true)?;
+    let ticks_per_s = clock_ticks();
     let out_dir = root.join("target/scale");
     std::fs::create_dir_all(&out_dir)?;
     let results: PathBuf = out_dir.join("results.jsonl");
     for &n in &args.rollouts {
         for engine in &args.engines {
-            let result = measure(engine, n, Duration::from_secs(args.idle_seconds), &root);
+            let result = measure(
+                engine,
+                n,
+                Duration::from_secs(args.idle_seconds),
+                ticks_per_s,
+            );
             cluster::stop()?;
             let result = result?;
             println!("{result}");
