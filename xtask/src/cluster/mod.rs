@@ -918,6 +918,35 @@ impl Kubectl {
         self.run(args)
     }
 
+    /// Waits until every CRD of `crds` (names like `rollouts.argoproj.io`) is
+    /// Established. Not `kubectl wait --for=condition=Established`: right after
+    /// an apply a CRD may have no conditions yet, and kubectl 1.32 then fails
+    /// instead of waiting.
+    pub fn wait_established(&self, crds: &[&str]) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        for crd in crds {
+            loop {
+                let status = self
+                    .run(&[
+                        "get",
+                        "crd",
+                        crd,
+                        "-o",
+                        r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
+                    ])
+                    .unwrap_or_default();
+                if status.trim() == "True" {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!("the CRD {crd} was not Established within 60 s");
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+        Ok(())
+    }
+
     /// `kubectl apply -f -` of `yaml`.
     pub fn apply(&self, yaml: &str) -> anyhow::Result<String> {
         use std::io::Write;

@@ -27,12 +27,9 @@ pub fn kruise(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<String> {
     kubectl.apply(&super::documents(&rendered, |kind| {
         !["Deployment", "Service", "Secret"].contains(&kind)
     }))?;
-    kubectl.run(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/rollouts.rollouts.kruise.io",
-        "crd/batchreleases.rollouts.kruise.io",
-        "--timeout=60s",
+    kubectl.wait_established(&[
+        "rollouts.rollouts.kruise.io",
+        "batchreleases.rollouts.kruise.io",
     ])?;
     let metrics = free_port()?;
     let health = free_port()?;
@@ -76,13 +73,7 @@ pub fn argo(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<String> {
         &module.join("manifests/crds").display().to_string(),
     ])?;
     kubectl.apply(&crds)?;
-    kubectl.run(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/rollouts.argoproj.io",
-        "crd/analysistemplates.argoproj.io",
-        "--timeout=60s",
-    ])?;
+    kubectl.wait_established(&["rollouts.argoproj.io", "analysistemplates.argoproj.io"])?;
     kubectl.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: argo-rollouts}\n")?;
     let metrics = free_port()?;
     let health = free_port()?;

@@ -66,13 +66,10 @@ pub fn up(
         "-f",
         &deploy.join("crds/crds.yaml").display().to_string(),
     ])?;
-    kubectl.run(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/rollouts.rollouts.kruise.io",
-        "crd/strategymodules.sluice.dev",
-        "crd/clusterstrategymodules.sluice.dev",
-        "--timeout=60s",
+    kubectl.wait_established(&[
+        "rollouts.rollouts.kruise.io",
+        "strategymodules.sluice.dev",
+        "clusterstrategymodules.sluice.dev",
     ])?;
     let manifest = std::fs::read_to_string(deploy.join("controller.yaml"))
         .context("reading deploy/controller.yaml")?;
@@ -183,11 +180,6 @@ pub fn gateway_api_crds(root: &Path, kubectl: &Kubectl) -> anyhow::Result<()> {
         yaml.push('\n');
     }
     kubectl.apply(&yaml)?;
-    kubectl.run(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/httproutes.gateway.networking.k8s.io",
-        "--timeout=60s",
-    ])?;
+    kubectl.wait_established(&["httproutes.gateway.networking.k8s.io"])?;
     Ok(())
 }
