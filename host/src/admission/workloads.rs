@@ -80,19 +80,12 @@ pub fn mutate(
     let kind = workload::of_rollout(rollout).unwrap_or(kind);
     let mut object = new.clone();
     if !annotation(new, IN_PROGRESSING).is_empty() {
-        // As Kruise: a new template of a StatefulSet or CloneSet mid-release is
-        // held from its first pod again (the release starts over), in the same
-        // request, before its controller updates the pods at or above the old
-        // partition. (A Deployment mid-release stays paused: nothing to do.)
-        let replicas = new.pointer("/spec/replicas").and_then(Value::as_i64);
-        let held_again = kind.kind() != "Deployment"
-            && replicas != Some(0)
-            && is_new_release(old, new)
-            && kind.hold_for_release(&mut object, rollout, replica_sets);
-        // And kept as the release holds it (a Deployment released in place keeps
-        // its strategy in the release's annotation).
-        let kept = kind.keep_held(&mut object, old);
-        return (held_again || kept).then_some(object);
+        let new_release = (new.pointer("/spec/replicas").and_then(Value::as_i64) != Some(0)
+            && is_new_release(old, new))
+        .then_some(rollout);
+        return kind
+            .keep_held(&mut object, old, new_release)
+            .then_some(object);
     }
     if new.pointer("/spec/replicas").and_then(Value::as_i64) == Some(0) || !is_new_release(old, new)
     {

@@ -561,7 +561,8 @@ impl Workload for Deployment {
         true
     }
 
-    fn keep_held(&self, object: &mut Value, old: &Value) -> bool {
+    /// A new release mid-release needs nothing more: the Deployment stays paused.
+    fn keep_held(&self, object: &mut Value, old: &Value, _new_release: Option<&Rollout>) -> bool {
         let mut changed = false;
         if object.pointer("/spec/paused") != Some(&Value::Bool(true)) {
             object["spec"]["paused"] = json!(true);

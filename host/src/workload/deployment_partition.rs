@@ -758,10 +758,10 @@ impl Workload for PartitionDeployment {
         Deployment.hold_for_release(object, rollout, replica_sets)
     }
 
-    fn keep_held(&self, object: &mut Value, old: &Value) -> bool {
+    fn keep_held(&self, object: &mut Value, old: &Value, new_release: Option<&Rollout>) -> bool {
         // Before the release first holds it in place, it is held as any Deployment.
         let Some(strategy) = partition_strategy(object) else {
-            return Deployment.keep_held(object, old);
+            return Deployment.keep_held(object, old, new_release);
         };
         let unpaused = object.pointer("/spec/paused") != Some(&Value::Bool(true));
         object["spec"]["paused"] = json!(true);

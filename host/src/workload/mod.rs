@@ -202,8 +202,10 @@ pub trait Workload: Send + Sync + 'static {
         replica_sets: &[Value],
     ) -> bool;
     /// An update of `object` while its release runs: keeps it held against the
-    /// update (`old` is the object before). Whether `object` changed.
-    fn keep_held(&self, _object: &mut Value, _old: &Value) -> bool {
+    /// update (`old` is the object before; `new_release`: the Rollout, when the
+    /// update is a new release — its template or rollout id changed). Whether
+    /// `object` changed.
+    fn keep_held(&self, _object: &mut Value, _old: &Value, _new_release: Option<&Rollout>) -> bool {
         false
     }
 }

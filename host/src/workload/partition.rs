@@ -312,6 +312,13 @@ impl Workload for Partitioned {
         self.workload_type
     }
 
+    /// As Kruise: a new template mid-release is held from its first pod again
+    /// (the release starts over), in the same request, before the workload's
+    /// controller updates the pods at or above the old partition.
+    fn keep_held(&self, object: &mut Value, _old: &Value, new_release: Option<&Rollout>) -> bool {
+        new_release.is_some_and(|rollout| self.hold_for_release(object, rollout, &[]))
+    }
+
     fn hold_for_release(&self, object: &mut Value, rollout: &Rollout, _: &[Value]) -> bool {
         if !(self.releasable)(object, rollout) {
             return false;
