@@ -885,6 +885,11 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
+    /// kubectl with the kubeconfig at `kubeconfig`.
+    pub fn at(kubeconfig: PathBuf) -> Kubectl {
+        Kubectl { kubeconfig }
+    }
+
     pub fn new(layout: &Layout) -> Kubectl {
         Kubectl {
             kubeconfig: layout.kubeconfig(),
@@ -947,11 +952,17 @@ impl Kubectl {
         Ok(())
     }
 
-    /// `kubectl apply -f -` of `yaml`.
+    /// `kubectl apply --server-side -f -` of `yaml`.
     pub fn apply(&self, yaml: &str) -> anyhow::Result<String> {
+        self.run_input(&["apply", "--server-side", "-f", "-"], yaml)
+    }
+
+    /// Runs kubectl with `input` on its stdin; its stdout, or an error with its
+    /// stderr.
+    pub fn run_input(&self, args: &[&str], input: &str) -> anyhow::Result<String> {
         use std::io::Write;
         let mut child = self
-            .command(&["apply", "--server-side", "-f", "-"])
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -961,11 +972,12 @@ impl Kubectl {
             .stdin
             .take()
             .context("kubectl's stdin")?
-            .write_all(yaml.as_bytes())?;
+            .write_all(input.as_bytes())?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
             bail!(
-                "kubectl apply failed: {}",
+                "kubectl {} failed: {}",
+                args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }

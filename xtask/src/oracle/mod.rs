@@ -13,7 +13,7 @@ pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -195,35 +195,14 @@ fn namespace_of(scenario: &str) -> String {
     ns.trim_end_matches('-').to_string()
 }
 
-fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("running kubectl: {e}"))?;
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(text.as_bytes())
-            .map_err(|e| e.to_string())?;
+/// kubectl, its error as the text recorded as a refusal.
+fn kubectl(k: &cluster::Kubectl, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
+    match stdin {
+        Some(input) => k.run_input(args, input),
+        None => k.run(args),
     }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    .map(drop)
+    .map_err(|e| format!("{e:#}"))
 }
 
 /// Whether a Rollout has seen its generation and is not between two resting
@@ -256,11 +235,7 @@ fn settle(store: &watch::Store, ns: &str, since: Instant) -> (bool, Duration) {
     loop {
         let now = Instant::now();
         let last = store.changed(ns).map_or(since, |c| c.max(since));
-        let seen = store
-            .namespace(ns)
-            .iter()
-            .filter(|((r, _), _)| r == watch::RESOURCES[0])
-            .all(|(_, o)| resting(o));
+        let seen = store.all_in(ns, watch::RESOURCES[0], resting);
         if now - last >= QUIET && seen {
             return (true, now - since);
         }
@@ -299,11 +274,12 @@ fn run_scenario(
     scenario: &Scenario,
 ) -> Vec<Record> {
     let ns = namespace_of(name);
+    let k = cluster::Kubectl::at(kubeconfig.to_path_buf());
     let mut records = Vec::new();
     let since = Instant::now();
-    let created = kubectl(kubeconfig, &["create", "namespace", &ns], None).and_then(|()| {
+    let created = kubectl(&k, &["create", "namespace", &ns], None).and_then(|()| {
         kubectl(
-            kubeconfig,
+            &k,
             &["apply", "-n", &ns, "-f", "-"],
             Some(&scenario.manifests),
         )
@@ -320,7 +296,7 @@ fn run_scenario(
         let done = if let Some(p) = &action.patch {
             resource(&p.kind).map_err(|e| e.to_string()).and_then(|r| {
                 kubectl(
-                    kubeconfig,
+                    &k,
                     &[
                         "patch",
                         "-n",
@@ -337,7 +313,7 @@ fn run_scenario(
         } else if let Some(rollout) = &action.approve {
             // What `kubectl-kruise rollout approve` and `vela workflow resume` send.
             kubectl(
-                kubeconfig,
+                &k,
                 &[
                     "patch",
                     "-n",
@@ -352,11 +328,11 @@ fn run_scenario(
                 None,
             )
         } else if let Some(yaml) = &action.apply {
-            kubectl(kubeconfig, &["apply", "-n", &ns, "-f", "-"], Some(yaml))
+            kubectl(&k, &["apply", "-n", &ns, "-f", "-"], Some(yaml))
         } else if let Some(t) = &action.delete {
             resource(&t.kind).map_err(|e| e.to_string()).and_then(|r| {
                 kubectl(
-                    kubeconfig,
+                    &k,
                     &[
                         "delete",
                         "-n",

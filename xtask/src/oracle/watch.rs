@@ -63,6 +63,17 @@ impl Store {
             .copied()
     }
 
+    /// Whether every object of `resource` in `namespace` satisfies `test`.
+    pub fn all_in(&self, namespace: &str, resource: &str, test: impl Fn(&Value) -> bool) -> bool {
+        self.0
+            .lock()
+            .expect("store lock")
+            .objects
+            .iter()
+            .filter(|((r, ns, _), _)| r == resource && ns == namespace)
+            .all(|(_, v)| test(v))
+    }
+
     /// How many objects of `resource` satisfy `test`.
     pub fn count(&self, resource: &str, test: impl Fn(&Value) -> bool) -> usize {
         self.0

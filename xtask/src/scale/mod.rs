@@ -207,37 +207,17 @@ fn clock_ticks() -> f64 {
 
 /// `kubectl create -f` of a long YAML stream, in chunks, a few at once.
 fn create_all(kubeconfig: &Path, docs: Vec<String>) -> anyhow::Result<()> {
+    let kubectl = cluster::Kubectl::at(kubeconfig.to_path_buf());
     let chunks: Vec<String> = docs.chunks(400).map(|c| c.concat()).collect();
     for batch in chunks.chunks(4) {
-        let children = batch
-            .iter()
-            .map(|chunk| {
-                let mut child = Command::new("kubectl")
-                    .arg("--kubeconfig")
-                    .arg(kubeconfig)
-                    .args(["create", "-f", "-"])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .context("running kubectl")?;
-                child
-                    .stdin
-                    .take()
-                    .context("kubectl's stdin")?
-                    .write_all(chunk.as_bytes())?;
-                Ok(child)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for child in children {
-            let out = child.wait_with_output()?;
-            if !out.status.success() {
-                bail!(
-                    "kubectl create failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-        }
+        std::thread::scope(|s| {
+            let runs: Vec<_> = batch
+                .iter()
+                .map(|chunk| s.spawn(|| kubectl.run_input(&["create", "-f", "-"], chunk)))
+                .collect();
+            runs.into_iter()
+                .try_for_each(|r| r.join().expect("a kubectl thread").map(drop))
+        })?;
     }
     Ok(())
 }
